@@ -1,0 +1,69 @@
+"""spkid: speaker identification with deep CNNs and structured self-attention.
+
+The core package is framework-free (numpy, scipy, soundfile, librosa, scikit-learn): it never imports
+tensorflow, keras or torch. The two backends, ``spkid_torch`` and ``spkid_keras``, build the same
+architectures from the specs in :mod:`spkid.specs`.
+
+Public names are imported lazily so that ``import spkid`` stays cheap.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .errors import (
+    AudioError,
+    BackendError,
+    CacheError,
+    CheckpointError,
+    ConfigError,
+    FeatureError,
+    GalleryError,
+    SpkidError,
+    SplitError,
+)
+
+__version__ = "0.1.0"
+
+# public name -> submodule that defines it
+_LAZY = {
+    "FeatureConfig": "config",
+    "StrictConfig": "config",
+    "ModelSpec": "specs",
+    "model_spec": "specs",
+    "MODEL_NAMES": "specs",
+    "load_audio": "audio",
+    "fbank": "features",
+    "mfcc": "features",
+    "fbank_batch": "features",
+    "extract_features": "features",
+    "Utterance": "splits",
+    "SpeakerIndex": "search",
+}
+
+__all__ = [
+    "SpkidError",
+    "AudioError",
+    "FeatureError",
+    "SplitError",
+    "CacheError",
+    "ConfigError",
+    "CheckpointError",
+    "GalleryError",
+    "BackendError",
+    "__version__",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'spkid' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

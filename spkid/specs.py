@@ -1,0 +1,135 @@
+"""Architecture specs: the single source of truth both backends build their models from.
+
+An, Thanh & Liu, "Deep CNNs With Self-Attention for Speaker Identification", IEEE Access 7 (2019):
+VGG-style and ResNet CNNs over log-mel filterbanks, with temporal pooling replaced by structured
+multi-hop self-attention (Lin et al., ICLR 2017). The defaults follow the public re-implementation
+(input 300 frames x 40 mels, VGG 64/128/256/512, ResNet18 stem 32 channels, r = 4 hops, d_a = 256,
+embedding 256).
+
+Input convention in both backends: features of shape (batch, time, n_mels), float32.
+Model outputs in both backends (same names): ``logits`` (B, n_classes), ``embedding`` (B, embedding_dim),
+``attention`` (B, hops, T'), ``penalty`` (B,) -- the per-example ||A A^T - I||_F^2; training adds
+``penalty_coef * mean(penalty)`` to the loss.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from typing import Any
+
+from .config import StrictConfig
+from .errors import ConfigError
+
+__all__ = [
+    "AttentionSpec",
+    "VGGSpec",
+    "ResNetSpec",
+    "ModelSpec",
+    "MODEL_NAMES",
+    "model_spec",
+    "TINY_OVERRIDES",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class AttentionSpec(StrictConfig):
+    """Structured self-attention pooling (Lin et al. 2017): A = softmax_T(W2 tanh(W1 H^T))."""
+
+    hops: int = 4  # r
+    d_a: int = 256  # hidden size of W1
+    pool: typing.Literal["mean", "concat"] = "mean"  # how the r hop vectors M (r x u) are combined
+
+    def validate(self) -> None:
+        if self.hops < 1 or self.d_a < 1:
+            raise ConfigError(f"AttentionSpec: hops and d_a must be >= 1, got {self.hops}, {self.d_a}")
+
+
+@dataclasses.dataclass(frozen=True)
+class VGGSpec(StrictConfig):
+    """VGG-like trunk: one block per entry of ``channels``; each block is ``convs_per_block`` x
+    (3x3 conv, BatchNorm, ReLU) then a 2x2 max-pool over (time, frequency)."""
+
+    channels: tuple[int, ...] = (64, 128, 256, 512)
+    convs_per_block: int = 2
+
+    def validate(self) -> None:
+        if not self.channels or min(self.channels) < 1 or self.convs_per_block < 1:
+            raise ConfigError(f"VGGSpec: bad channels/convs_per_block: {self.channels}, {self.convs_per_block}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ResNetSpec(StrictConfig):
+    """ResNet trunk adapted to 1-channel spectrograms: a ``stem_kernel`` conv (stride 2) + BN + ReLU +
+    3x3/2 max-pool, then stages of ``block`` blocks; stage i has ``width * 2**i`` channels (x4 output
+    for bottlenecks) and stride 2 in its first block for i > 0."""
+
+    block: typing.Literal["basic", "bottleneck"] = "basic"
+    depths: tuple[int, ...] = (2, 2, 2, 2)
+    width: int = 32
+    stem_kernel: int = 7
+
+    def validate(self) -> None:
+        if not self.depths or min(self.depths) < 1 or self.width < 1 or self.stem_kernel < 1:
+            raise ConfigError(f"ResNetSpec: bad depths/width/stem_kernel: {self.depths}, {self.width}, {self.stem_kernel}")
+
+    @property
+    def expansion(self) -> int:
+        return 4 if self.block == "bottleneck" else 1
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec(StrictConfig):
+    """A whole model: trunk + attention pooling + embedding layer + linear classifier."""
+
+    arch: typing.Literal["vgg", "resnet"] = "vgg"
+    n_mels: int = 40
+    vgg: VGGSpec = VGGSpec()
+    resnet: ResNetSpec = ResNetSpec()
+    attention: AttentionSpec = AttentionSpec()
+    embedding_dim: int = 256
+    bn_eps: float = 1e-5  # PyTorch defaults; Keras layers are built with the same numbers
+    bn_momentum: float = 0.1  # PyTorch convention (Keras momentum = 1 - this)
+
+    def validate(self) -> None:
+        if self.n_mels < 1 or self.embedding_dim < 1:
+            raise ConfigError(f"ModelSpec: n_mels and embedding_dim must be >= 1")
+        if not 0.0 < self.bn_momentum < 1.0 or self.bn_eps <= 0:
+            raise ConfigError(f"ModelSpec: bad BatchNorm eps/momentum {self.bn_eps}/{self.bn_momentum}")
+
+
+_DEFAULTS: dict[str, dict[str, Any]] = {
+    "vgg_attention": {"arch": "vgg"},
+    "resnet18": {"arch": "resnet", "resnet": {"block": "basic", "depths": (2, 2, 2, 2), "width": 32}},
+    "resnet50": {"arch": "resnet", "resnet": {"block": "bottleneck", "depths": (3, 4, 6, 3), "width": 32}},
+}
+
+MODEL_NAMES: tuple[str, ...] = tuple(_DEFAULTS)
+
+# Small configs for fast tests (same structure, fewer channels).
+TINY_OVERRIDES: dict[str, dict[str, Any]] = {
+    "vgg_attention": {"vgg": {"channels": (4, 8, 8, 16)}, "attention": {"hops": 2, "d_a": 8}, "embedding_dim": 16},
+    "resnet18": {"resnet": {"width": 4}, "attention": {"hops": 2, "d_a": 8}, "embedding_dim": 16},
+    "resnet50": {"resnet": {"width": 2}, "attention": {"hops": 2, "d_a": 8}, "embedding_dim": 16},
+}
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def model_spec(name: str, **overrides: Any) -> ModelSpec:
+    """The spec of a registered model, with (nested) overrides.
+
+    ``model_spec("resnet18", embedding_dim=128, resnet={"width": 16})``. Unknown names list the valid ones.
+    """
+    if name not in _DEFAULTS:
+        raise ConfigError(f"unknown model {name!r}; valid models: {', '.join(MODEL_NAMES)}")
+    base = ModelSpec().to_dict()
+    merged = _merge(_merge(base, _DEFAULTS[name]), overrides)
+    return ModelSpec.from_dict(merged)
