@@ -1,0 +1,338 @@
+"""Nearest-neighbour speaker search over embeddings: exact (numpy) or approximate (FAISS).
+
+:class:`SpeakerIndex` follows scikit-learn's estimator conventions: ``__init__`` only stores its
+parameters (``get_params`` / ``set_params`` / ``clone`` work), ``fit`` validates the gallery and
+returns ``self``, fitted attributes end in ``_``.
+
+- ``backend="exact"``: a linear scan, one float32 GEMM per batch of ``batch_size`` queries, then
+  ``argpartition`` for the top k, so memory stays at ``batch_size x n_gallery`` floats.
+- ``backend="faiss"`` (Johnson, Douze & Jegou, "Billion-scale similarity search with GPUs", 2017),
+  with ``faiss_index``:
+
+  * ``"flat"``: brute force (``IndexFlatIP`` on L2-normalised vectors for cosine, ``IndexFlatL2``);
+    the same neighbours as the exact backend.
+  * ``"ivf"``: ``IndexIVFFlat``, an inverted file of ``nlist`` k-means cells trained on the gallery,
+    ``nprobe`` cells visited per query.
+  * ``"hnsw"``: ``IndexHNSWFlat`` (Malkov & Yashunin, "Efficient and robust approximate nearest
+    neighbor search using Hierarchical Navigable Small World graphs", TPAMI 2018) with ``hnsw_m``
+    links per node, ``ef_construction`` and ``ef_search``.
+
+  The approximate indexes may return fewer than k neighbours for a query (IVF when the probed cells
+  hold fewer than k items); missing slots hold index ``-1`` and score ``-inf`` (cosine) / ``+inf``
+  (euclidean) and are ignored by :meth:`SpeakerIndex.predict`.
+
+Results are sorted best first; equal scores are ordered by gallery index, so results are
+deterministic. ``metric="cosine"`` returns similarities (larger = closer), ``metric="euclidean"``
+returns distances (smaller = closer).
+"""
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+from sklearn.base import BaseEstimator
+
+from .errors import BackendError
+
+__all__ = ["SpeakerIndex", "as_embeddings", "l2_normalize"]
+
+METRICS = ("cosine", "euclidean")
+BACKENDS = ("exact", "faiss")
+FAISS_INDEXES = ("flat", "ivf", "hnsw")
+
+
+def as_embeddings(x, name: str = "embeddings", dim: int | None = None) -> np.ndarray:
+    """Validate a (n, D) real, finite matrix (a (D,) vector becomes (1, D)) and return it as float32."""
+    a = np.asarray(x)
+    if a.ndim == 1:
+        a = a[None, :]
+    if a.ndim != 2 or a.shape[1] == 0:
+        raise ValueError(f"{name} must have shape (n, D), got {np.shape(x)}")
+    if a.dtype.kind not in "fiu":
+        raise ValueError(f"{name} must be real numbers, got dtype {a.dtype}")
+    if dim is not None and a.shape[1] != dim:
+        raise ValueError(f"{name} have dimension {a.shape[1]}, expected {dim}")
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    bad = ~np.isfinite(a).all(axis=1)
+    if bad.any():
+        raise ValueError(f"{name} rows {np.flatnonzero(bad)[:5].tolist()} contain NaN or inf")
+    return a
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (float32); all-zero rows stay zero."""
+    x = np.asarray(x, dtype=np.float32)
+    norm = np.linalg.norm(x, axis=-1, keepdims=True)
+    return np.divide(x, norm, out=np.zeros_like(x), where=norm > 0)
+
+
+def _sort_topk(scores: np.ndarray, idx: np.ndarray, larger_better: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Order each row of (scores, idx) best first, ties by index; -1 slots go last."""
+    key = -scores if larger_better else scores
+    key = np.where(idx < 0, np.inf, key)
+    order = np.lexsort((np.where(idx < 0, np.iinfo(np.int64).max, idx), key), axis=1)
+    return np.take_along_axis(scores, order, 1), np.take_along_axis(idx, order, 1)
+
+
+def _topk_rows(key: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k smallest entries of each row of ``key``, ties to the lower column (unsorted)."""
+    n = key.shape[1]
+    if k == n:
+        return np.broadcast_to(np.arange(n), key.shape).copy()
+    part = np.argpartition(key, k - 1, axis=1)[:, :k]
+    kth = np.take_along_axis(key, part, 1).max(axis=1)
+    # rows where more than k entries tie with the k-th value: keep the lowest columns among the ties
+    for r in np.flatnonzero((key <= kth[:, None]).sum(axis=1) > k):
+        better = np.flatnonzero(key[r] < kth[r])
+        ties = np.flatnonzero(key[r] == kth[r])[: k - better.size]
+        part[r] = np.r_[better, ties]
+    return part
+
+
+class SpeakerIndex(BaseEstimator):
+    """k-nearest-neighbour search and speaker prediction over a labelled gallery of embeddings.
+
+    Parameters
+    ----------
+    n_neighbors : default k of :meth:`kneighbors` and the vote size of :meth:`predict`.
+    metric : ``"cosine"`` (vectors are L2-normalised on ``fit`` and on query) or ``"euclidean"``.
+    backend : ``"exact"`` (numpy) or ``"faiss"`` (needs ``pip install 'spkid[faiss]'``).
+    faiss_index : ``"flat"`` | ``"ivf"`` | ``"hnsw"`` (FAISS backend only).
+    nlist : IVF cells; ``None`` picks ``4 * sqrt(n)`` capped so every cell gets >= 39 training points.
+    nprobe : IVF cells visited per query.
+    hnsw_m, ef_construction, ef_search : HNSW graph degree and beam widths at build / query time.
+    batch_size : queries per batch; the exact backend holds ``batch_size x n_gallery`` float32.
+    score_mode : how :meth:`scores` rates a speaker: ``"max"`` (best match among the speaker's gallery
+        items) or ``"centroid"`` (match to the mean of the speaker's normalised items).
+    n_jobs : FAISS threads (``None``: the CPUs this process may use).
+    seed : random seed of IVF training-set subsampling.
+
+    Fitted attributes: ``embeddings_`` (n, D) float32 (normalised for cosine), ``labels_`` (n,),
+    ``ids_`` (n,), ``classes_`` (sorted distinct labels), ``label_index_`` (n,) int index into
+    ``classes_``, ``n_features_in_``.
+    """
+
+    def __init__(
+        self,
+        n_neighbors: int = 5,
+        metric: str = "cosine",
+        backend: str = "exact",
+        faiss_index: str = "flat",
+        nlist: int | None = None,
+        nprobe: int = 16,
+        hnsw_m: int = 32,
+        ef_construction: int = 80,
+        ef_search: int = 64,
+        batch_size: int = 1024,
+        score_mode: str = "max",
+        n_jobs: int | None = None,
+        seed: int = 0,
+    ):
+        self.n_neighbors = n_neighbors
+        self.metric = metric
+        self.backend = backend
+        self.faiss_index = faiss_index
+        self.nlist = nlist
+        self.nprobe = nprobe
+        self.hnsw_m = hnsw_m
+        self.ef_construction = ef_construction
+        self.ef_search = ef_search
+        self.batch_size = batch_size
+        self.score_mode = score_mode
+        self.n_jobs = n_jobs
+        self.seed = seed
+
+    # ------------------------------------------------------------------ fitting
+    def _check_params(self) -> None:
+        for name, valid in (
+            ("metric", METRICS),
+            ("backend", BACKENDS),
+            ("faiss_index", FAISS_INDEXES),
+            ("score_mode", ("max", "centroid")),
+        ):
+            if getattr(self, name) not in valid:
+                raise ValueError(f"{name} must be one of {valid}, got {getattr(self, name)!r}")
+        for name in ("n_neighbors", "nprobe", "hnsw_m", "ef_construction", "ef_search", "batch_size"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        if self.nlist is not None and (not isinstance(self.nlist, (int, np.integer)) or self.nlist < 1):
+            raise ValueError(f"nlist must be None or a positive int, got {self.nlist!r}")
+
+    def fit(self, embeddings, labels, ids=None) -> "SpeakerIndex":
+        """Store the gallery: ``embeddings`` (n, D), ``labels`` (n,) speaker of each row, ``ids``
+        (n,) optional item ids (e.g. utterance paths; default ``arange(n)``). Returns ``self``."""
+        self._check_params()
+        x = as_embeddings(embeddings)
+        y = np.asarray(labels)
+        if y.shape != (x.shape[0],):
+            raise ValueError(f"labels must have shape ({x.shape[0]},), got {y.shape}")
+        ids = np.arange(x.shape[0]) if ids is None else np.asarray(ids)
+        if ids.shape != (x.shape[0],):
+            raise ValueError(f"ids must have shape ({x.shape[0]},), got {ids.shape}")
+        self.embeddings_ = l2_normalize(x) if self.metric == "cosine" else x
+        self.labels_, self.ids_ = y, ids
+        self.classes_, self.label_index_ = np.unique(y, return_inverse=True)
+        self.n_features_in_ = x.shape[1]
+        self._sq_norms = np.einsum("ij,ij->i", self.embeddings_, self.embeddings_)
+        self._faiss = self._build_faiss() if self.backend == "faiss" else None
+        return self
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "embeddings_"):
+            raise ValueError("this SpeakerIndex is not fitted yet; call fit(embeddings, labels) first")
+
+    def _queries(self, queries) -> np.ndarray:
+        self._check_fitted()
+        q = as_embeddings(queries, "queries", self.n_features_in_)
+        return l2_normalize(q) if self.metric == "cosine" else q
+
+    @property
+    def _larger_better(self) -> bool:
+        return self.metric == "cosine"
+
+    # ------------------------------------------------------------------ faiss
+    def _import_faiss(self):
+        try:
+            import faiss
+        except ImportError as exc:
+            raise BackendError(
+                f"backend='faiss' needs FAISS ({exc}); install it with: pip install 'spkid[faiss]'"
+            ) from None
+        n = self.n_jobs if self.n_jobs is not None else len(os.sched_getaffinity(0))
+        faiss.omp_set_num_threads(max(1, int(n)))
+        return faiss
+
+    def _auto_nlist(self, n: int) -> int:
+        if self.nlist is not None:
+            return min(self.nlist, n)
+        return max(1, min(int(4 * math.sqrt(n)), n // 39))
+
+    def _build_faiss(self):
+        faiss = self._import_faiss()
+        x, d = self.embeddings_, self.n_features_in_
+        ip = self.metric == "cosine"
+        faiss_metric = faiss.METRIC_INNER_PRODUCT if ip else faiss.METRIC_L2
+        if self.faiss_index == "flat":
+            index = faiss.IndexFlatIP(d) if ip else faiss.IndexFlatL2(d)
+        elif self.faiss_index == "ivf":
+            nlist = self._auto_nlist(x.shape[0])
+            quantizer = faiss.IndexFlatIP(d) if ip else faiss.IndexFlatL2(d)
+            index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss_metric)
+            train = x
+            if x.shape[0] > 256 * nlist:  # faiss would subsample anyway; do it reproducibly
+                rng = np.random.default_rng(self.seed)
+                train = x[np.sort(rng.choice(x.shape[0], 256 * nlist, replace=False))]
+            index.cp.seed = self.seed
+            index.train(train)
+            index.nprobe = min(self.nprobe, nlist)
+        else:
+            index = faiss.IndexHNSWFlat(d, self.hnsw_m, faiss_metric)
+            index.hnsw.efConstruction = self.ef_construction
+            index.hnsw.efSearch = self.ef_search
+        index.add(x)
+        return index
+
+    # ------------------------------------------------------------------ search
+    def _batches(self, q: np.ndarray):
+        for start in range(0, q.shape[0], self.batch_size):
+            yield q[start : start + self.batch_size]
+
+    def _exact_scores(self, qb: np.ndarray) -> np.ndarray:
+        """(b, n) similarities (cosine) or squared distances (euclidean), float32."""
+        prod = qb @ self.embeddings_.T
+        if self.metric == "cosine":
+            return prod
+        sq = np.einsum("ij,ij->i", qb, qb)[:, None] - 2.0 * prod + self._sq_norms[None, :]
+        return np.maximum(sq, 0.0, out=sq)
+
+    def kneighbors(self, queries, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The k nearest gallery items of each query.
+
+        ``queries`` (Q, D) or (D,). Returns ``(scores, indices)``, both (Q, k), best first:
+        cosine similarities (descending) or euclidean distances (ascending), float32, and int64
+        row indices into the gallery (map them with ``labels_`` / ``ids_``).
+        """
+        q = self._queries(queries)
+        k = self.n_neighbors if k is None else k
+        n = self.embeddings_.shape[0]
+        if not isinstance(k, (int, np.integer)) or not 1 <= k <= n:
+            raise ValueError(f"k must be in 1..{n} (gallery size), got {k!r}")
+        out_s, out_i = [], []
+        for qb in self._batches(q):
+            if self._faiss is not None:
+                s, i = self._faiss.search(qb, int(k))
+                i = i.astype(np.int64)
+                s = np.where(i < 0, -np.inf if self._larger_better else np.inf, s)
+            else:
+                full = self._exact_scores(qb)
+                i = _topk_rows(-full if self._larger_better else full, int(k))
+                s = np.take_along_axis(full, i, 1)
+            s, i = _sort_topk(s.astype(np.float32), i, self._larger_better)
+            out_s.append(s if self._larger_better else np.sqrt(s))
+            out_i.append(i)
+        return np.concatenate(out_s), np.concatenate(out_i)
+
+    def predict(self, queries) -> np.ndarray:
+        """Speaker of each query (Q,) by a similarity-weighted vote over its ``n_neighbors`` neighbours.
+
+        Weights: ``max(similarity, 0)`` for cosine, ``1 / (distance + 1e-12)`` for euclidean. The
+        speaker with the largest total weight wins; ties (including all-zero weights) go to the
+        speaker whose nearest item ranks first.
+        """
+        s, i = self.kneighbors(queries, min(self.n_neighbors, self.embeddings_.shape[0]))
+        valid = i >= 0
+        w = np.maximum(s, 0.0) if self._larger_better else 1.0 / (s + 1e-12)
+        w = np.where(valid, w, 0.0).astype(np.float64)
+        cls = np.where(valid, self.label_index_[np.where(valid, i, 0)], 0)
+        qn, c = i.shape[0], self.classes_.size
+        totals = np.zeros((qn, c))
+        np.add.at(totals, (np.repeat(np.arange(qn), i.shape[1]), cls.ravel()), w.ravel())
+        first = np.full((qn, c), np.iinfo(np.int64).max)
+        ranks = np.broadcast_to(np.arange(i.shape[1]), i.shape)
+        np.minimum.at(first, (np.repeat(np.arange(qn), i.shape[1]), cls.ravel()),
+                      np.where(valid, ranks, np.iinfo(np.int64).max).ravel())
+        present = first < np.iinfo(np.int64).max
+        best = np.where(present, totals, -np.inf).max(axis=1, keepdims=True)
+        tied = present & (totals == best)
+        return self.classes_[np.argmin(np.where(tied, first, np.iinfo(np.int64).max), axis=1)]
+
+    def centroids(self) -> np.ndarray:
+        """(n_speakers, D) float32 mean of each speaker's gallery items (normalised for cosine),
+        rows in the order of ``classes_``."""
+        self._check_fitted()
+        c = np.zeros((self.classes_.size, self.n_features_in_), np.float64)
+        np.add.at(c, self.label_index_, self.embeddings_)
+        c /= np.bincount(self.label_index_, minlength=self.classes_.size)[:, None]
+        c = c.astype(np.float32)
+        return l2_normalize(c) if self.metric == "cosine" else c
+
+    def scores(self, queries) -> np.ndarray:
+        """(Q, n_speakers) per-speaker score, columns in the order of ``classes_``; larger = closer.
+
+        ``score_mode="max"``: the best match among the speaker's items (cosine similarity, or minus
+        the euclidean distance); ``"centroid"``: the match to the speaker's centroid. Always computed
+        exactly with numpy (batched), whatever the backend.
+        """
+        q = self._queries(queries)
+        if self.score_mode == "centroid":
+            c = self.centroids()
+            return np.concatenate([_centroid_scores(qb, c, self.metric) for qb in self._batches(q)])
+        order = np.argsort(self.label_index_, kind="stable")
+        starts = np.searchsorted(self.label_index_[order], np.arange(self.classes_.size))
+        out = []
+        for qb in self._batches(q):
+            full = self._exact_scores(qb)[:, order]
+            if self.metric == "cosine":
+                out.append(np.maximum.reduceat(full, starts, axis=1))
+            else:
+                out.append(-np.sqrt(np.minimum.reduceat(full, starts, axis=1)))
+        return np.concatenate(out).astype(np.float32)
+
+
+def _centroid_scores(q: np.ndarray, c: np.ndarray, metric: str) -> np.ndarray:
+    if metric == "cosine":
+        return q @ c.T
+    d2 = (q * q).sum(1)[:, None] - 2.0 * (q @ c.T) + (c * c).sum(1)[None, :]
+    return -np.sqrt(np.maximum(d2, 0.0))

@@ -1,0 +1,222 @@
+"""spkid.search.SpeakerIndex: exact search against a numpy oracle, FAISS backends, vote and scores."""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from sklearn.base import clone
+
+from spkid.errors import BackendError
+from spkid.search import SpeakerIndex, l2_normalize
+
+
+def _oracle(gallery, queries, k, metric):
+    """Brute force in float64: full argsort, ties by gallery index."""
+    g, q = np.asarray(gallery, np.float64), np.asarray(queries, np.float64)
+    if metric == "cosine":
+        g, q = l2_normalize(g).astype(np.float64), l2_normalize(q).astype(np.float64)
+        s = q @ g.T
+        idx = np.argsort(-s, axis=1, kind="stable")[:, :k]
+    else:
+        s = np.sqrt(((q[:, None, :] - g[None, :, :]) ** 2).sum(-1))
+        idx = np.argsort(s, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(s, idx, 1), idx
+
+
+def _recall(found, truth):
+    return np.mean([len(set(a) & set(b)) / len(b) for a, b in zip(found, truth)])
+
+
+@pytest.fixture
+def data(rng):
+    x = rng.normal(size=(400, 16)).astype(np.float32)
+    y = rng.integers(0, 12, size=400)
+    q = rng.normal(size=(57, 16)).astype(np.float32)
+    return x, y, q
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+@pytest.mark.parametrize("k,batch_size", [(1, 1024), (7, 10), (400, 13)])
+def test_exact_matches_oracle(data, metric, k, batch_size):
+    x, y, q = data
+    index = SpeakerIndex(metric=metric, batch_size=batch_size).fit(x, y)
+    s, i = index.kneighbors(q, k)
+    ref_s, ref_i = _oracle(x, q, k, metric)
+    assert s.shape == i.shape == (57, k) and s.dtype == np.float32 and i.dtype == np.int64
+    np.testing.assert_array_equal(i, ref_i)
+    np.testing.assert_allclose(s, ref_s, atol=2e-5)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 5, 9])
+def test_exact_ties_broken_by_gallery_index(rng, k):
+    # small integers: float32 squared distances are exact, so ties are genuine ties
+    base = rng.integers(-2, 3, size=(4, 3))
+    x = np.concatenate([base, base, base[:2], base])  # many duplicates
+    q = np.concatenate([base, rng.integers(-2, 3, size=(5, 3))])
+    index = SpeakerIndex(metric="euclidean", batch_size=4).fit(x, np.arange(len(x)))
+    s, i = index.kneighbors(q, k)
+    ref_s, ref_i = _oracle(x, q, k, "euclidean")
+    np.testing.assert_array_equal(i, ref_i)
+    np.testing.assert_allclose(s, ref_s, rtol=1e-6)
+
+
+def test_kneighbors_errors(data):
+    x, y, q = data
+    with pytest.raises(ValueError, match="not fitted"):
+        SpeakerIndex().kneighbors(q)
+    index = SpeakerIndex().fit(x, y)
+    for k in (0, 401, 2.5):
+        with pytest.raises(ValueError, match="k must be in 1..400"):
+            index.kneighbors(q, k)
+    with pytest.raises(ValueError, match="dimension 8, expected 16"):
+        index.kneighbors(q[:, :8])
+    bad = q.copy()
+    bad[3, 2] = np.nan
+    with pytest.raises(ValueError, match=r"rows \[3\]"):
+        index.kneighbors(bad)
+
+
+def test_fit_validation(data):
+    x, y, _ = data
+    with pytest.raises(ValueError, match="labels must have shape"):
+        SpeakerIndex().fit(x, y[:-1])
+    with pytest.raises(ValueError, match="ids must have shape"):
+        SpeakerIndex().fit(x, y, ids=np.arange(3))
+    with pytest.raises(ValueError, match=r"shape \(n, D\)"):
+        SpeakerIndex().fit(x[None], y)
+    with pytest.raises(ValueError, match="inf"):
+        SpeakerIndex().fit(np.where(x > 2.5, np.inf, x), y)
+    with pytest.raises(ValueError, match="metric must be one of"):
+        SpeakerIndex(metric="manhattan").fit(x, y)
+    with pytest.raises(ValueError, match="n_neighbors must be a positive int"):
+        SpeakerIndex(n_neighbors=0).fit(x, y)
+
+
+def test_sklearn_estimator_conventions():
+    index = SpeakerIndex(n_neighbors=3, backend="faiss", faiss_index="hnsw", ef_search=99)
+    params = index.get_params()
+    assert params["n_neighbors"] == 3 and params["ef_search"] == 99 and params["metric"] == "cosine"
+    twin = clone(index)
+    assert twin.get_params() == params and twin is not index
+    assert not hasattr(index, "classes_")  # __init__ stores parameters only
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_faiss_flat_identical_to_exact(data, metric):
+    x, y, q = data
+    exact = SpeakerIndex(metric=metric).fit(x, y)
+    flat = SpeakerIndex(metric=metric, backend="faiss", faiss_index="flat", batch_size=16).fit(x, y)
+    for k in (1, 10, 400):
+        s1, i1 = exact.kneighbors(q, k)
+        s2, i2 = flat.kneighbors(q, k)
+        np.testing.assert_array_equal(i1, i2)
+        np.testing.assert_allclose(s1, s2, atol=1e-4)
+    np.testing.assert_array_equal(exact.predict(q), flat.predict(q))
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+@pytest.mark.parametrize("kind,params,floor", [
+    ("ivf", dict(nlist=16, nprobe=16), 1.0),  # probing every cell is exhaustive
+    ("ivf", dict(nlist=16, nprobe=4), 0.85),
+    ("hnsw", dict(hnsw_m=16, ef_search=64), 0.95),
+])
+def test_approximate_recall_floor(rng, metric, kind, params, floor):
+    # gallery of 3000 items around 150 "speakers"; queries are new noisy recordings of enrolled speakers
+    centres = rng.normal(size=(150, 32)).astype(np.float32)
+    y = rng.integers(0, 150, size=3000)
+    x = centres[y] + 0.5 * rng.normal(size=(3000, 32)).astype(np.float32)
+    q = x[rng.choice(3000, 200, replace=False)] + 0.3 * rng.normal(size=(200, 32)).astype(np.float32)
+    _, truth = SpeakerIndex(metric=metric).fit(x, y).kneighbors(q, 10)
+    ann = SpeakerIndex(metric=metric, backend="faiss", faiss_index=kind, **params).fit(x, y)
+    _, found = ann.kneighbors(q, 10)
+    assert (found >= 0).all() and (found < 3000).all()
+    assert _recall(found, truth) >= floor
+
+
+def test_ivf_missing_slots_are_marked_and_ignored(rng):
+    x = rng.normal(size=(120, 8)).astype(np.float32)
+    y = np.arange(120) % 3
+    index = SpeakerIndex(backend="faiss", faiss_index="ivf", nlist=12, nprobe=1, n_neighbors=60)
+    s, i = index.fit(x, y).kneighbors(x[:20])
+    missing = i < 0
+    assert missing.any(), "with 1 of 12 cells probed, 60 neighbours cannot all be found"
+    assert np.isneginf(s[missing]).all() and np.isfinite(s[~missing]).all()
+    assert (np.diff(np.where(missing, -2.0, s), axis=1) <= 0).all()  # sorted, missing last
+    assert set(index.predict(x[:20])) <= {0, 1, 2}
+
+
+def test_faiss_missing_gives_backend_error(data, monkeypatch):
+    monkeypatch.setitem(sys.modules, "faiss", None)  # makes `import faiss` raise ImportError
+    with pytest.raises(BackendError, match=r"spkid\[faiss\]"):
+        SpeakerIndex(backend="faiss").fit(*data[:2])
+
+
+def test_predict_weighted_vote_and_tie_break():
+    # query along +x; gallery: A at sim 0.9; B at sims 0.6 and 0.5 (two votes, more total weight)
+    def at(cos):
+        return [cos, np.sqrt(1 - cos * cos)]
+
+    x = np.array([at(0.9), at(0.6), at(0.5), at(-0.5)])
+    index = SpeakerIndex(n_neighbors=3).fit(x, np.array(["A", "B", "B", "C"]))
+    assert index.predict([1.0, 0.0]).tolist() == ["B"]
+    index.set_params(n_neighbors=2)  # A 0.9 vs B 0.6
+    assert index.predict([1.0, 0.0]).tolist() == ["A"]
+    # equal total weight: the speaker with the nearer item wins, whatever the label order
+    x = np.array([at(0.8), at(0.5), at(0.3)])
+    for labels, winner in ((["Z", "A", "A"], "Z"), (["A", "Z", "Z"], "A")):
+        index = SpeakerIndex(n_neighbors=3).fit(x, np.array(labels))
+        assert index.predict([1.0, 0.0]).tolist() == [winner]
+    # all neighbours with negative similarity: nearest item decides
+    index = SpeakerIndex(n_neighbors=2).fit(np.array([at(-0.2), at(-0.1)]), np.array([7, 9]))
+    assert index.predict([1.0, 0.0]).tolist() == [9]
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_scores_max_and_centroid(data, metric):
+    x, y, q = data
+    index = SpeakerIndex(metric=metric, n_neighbors=1, batch_size=20).fit(x, y)
+    sc = index.scores(q)
+    if metric == "cosine":
+        full = l2_normalize(q) @ l2_normalize(x).T
+    else:
+        full = -np.linalg.norm(q[:, None] - x[None], axis=-1)
+    expected = np.stack([full[:, y == c].max(1) for c in index.classes_], 1)
+    np.testing.assert_allclose(sc, expected, atol=2e-5)
+    np.testing.assert_array_equal(index.classes_[sc.argmax(1)], index.predict(q))
+    cent = index.set_params(score_mode="centroid").scores(q)
+    g = l2_normalize(x) if metric == "cosine" else x
+    means = np.stack([g[y == c].mean(0) for c in index.classes_])
+    if metric == "cosine":
+        ref = l2_normalize(q) @ l2_normalize(means).T
+    else:
+        ref = -np.linalg.norm(q[:, None] - means[None], axis=-1)
+    np.testing.assert_allclose(cent, ref, atol=2e-5)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    x=arrays(np.float32, st.tuples(st.integers(1, 30), st.integers(1, 6)),
+             elements=st.floats(-10, 10, width=32)),
+    k=st.integers(1, 30),
+    metric=st.sampled_from(["cosine", "euclidean"]),
+)
+def test_property_sorted_valid_self_first(x, k, metric):
+    n = x.shape[0]
+    k = min(k, n)
+    index = SpeakerIndex(metric=metric, batch_size=7).fit(x, np.zeros(n, int))
+    s, i = index.kneighbors(x, k)
+    assert ((i >= 0) & (i < n)).all()
+    assert all(len(set(row)) == k for row in i)
+    step = np.diff(s, axis=1)
+    assert (step <= 0).all() if metric == "cosine" else (step >= 0).all()
+    if metric == "cosine":
+        g = l2_normalize(x)
+        nonzero = np.linalg.norm(x, axis=1) > 0
+        first = i[:, 0]
+        # each query finds itself first, or an item pointing the same way (a tie up to rounding)
+        same_dir = (g[first] * g).sum(1) >= 1 - 1e-5
+        assert ((first == np.arange(n)) | same_dir)[nonzero].all()
