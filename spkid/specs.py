@@ -28,6 +28,10 @@ __all__ = [
     "MODEL_NAMES",
     "model_spec",
     "TINY_OVERRIDES",
+    "conv_output_length",
+    "output_frames",
+    "trunk_channels",
+    "attention_input_dim",
 ]
 
 
@@ -133,3 +137,53 @@ def model_spec(name: str, **overrides: Any) -> ModelSpec:
     base = ModelSpec().to_dict()
     merged = _merge(_merge(base, _DEFAULTS[name]), overrides)
     return ModelSpec.from_dict(merged)
+
+
+def conv_output_length(n: Any, kernel: int, stride: int = 1, padding: int = 0, ceil_mode: bool = False) -> Any:
+    """Length of one axis after a conv / pooling window: ``floor((n + 2p - k) / s) + 1`` (``ceil`` with
+    ``ceil_mode``, as PyTorch's ``MaxPool2d(ceil_mode=True)``; valid for ``padding=0``, all we use).
+
+    Uses only ``+``, ``-`` and ``//``, so ``n`` may be an int, a numpy array or an integer tensor of either
+    backend (both models compute the valid frames of padded batches with this one function).
+    """
+    span = n + 2 * padding - kernel
+    if ceil_mode:
+        return (span + stride - 1) // stride + 1
+    return span // stride + 1
+
+
+def _size_ops(spec: ModelSpec) -> list[tuple[int, int, int, bool]]:
+    """The (kernel, stride, padding, ceil_mode) of every trunk layer that changes the size of an axis.
+
+    Kernels are square and paddings symmetric, so the list applies to time and frequency alike.
+    """
+    if spec.arch == "vgg":
+        return [(2, 2, 0, True)] * len(spec.vgg.channels)  # the 3x3 pad-1 convs keep the size
+    r = spec.resnet
+    ops = [(r.stem_kernel, 2, r.stem_kernel // 2, False), (3, 2, 1, False)]  # stem conv, max-pool
+    ops += [(3, 2, 1, False)] * (len(r.depths) - 1)  # first 3x3 conv of stages 1.. (the 1x1 shortcut agrees)
+    return ops
+
+
+def output_frames(spec: ModelSpec, T: Any) -> Any:
+    """Frames T' the trunk of ``spec`` outputs for T input frames (also the frequency size F' for
+    ``T = n_mels``). ``T`` may be an int, array or integer tensor (e.g. per-example valid lengths).
+
+    >>> output_frames(model_spec("vgg_attention"), 300), output_frames(model_spec("resnet18"), 300)
+    (19, 10)
+    """
+    for kernel, stride, padding, ceil_mode in _size_ops(spec):
+        T = conv_output_length(T, kernel, stride, padding, ceil_mode)
+    return T
+
+
+def trunk_channels(spec: ModelSpec) -> int:
+    """Channels C of the trunk's last feature map."""
+    if spec.arch == "vgg":
+        return spec.vgg.channels[-1]
+    return spec.resnet.width * 2 ** (len(spec.resnet.depths) - 1) * spec.resnet.expansion
+
+
+def attention_input_dim(spec: ModelSpec) -> int:
+    """Size u of each frame of H (T' x u) fed to the attention: channels x frequency bins, C * F'."""
+    return trunk_channels(spec) * output_frames(spec, spec.n_mels)

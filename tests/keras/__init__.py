@@ -1,0 +1,1 @@
+"""Test package (so same-named test files in tests/torch, tests/keras, ... do not collide)."""

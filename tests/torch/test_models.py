@@ -1,0 +1,84 @@
+"""PyTorch models: every registered model against the shared contract (tests/model_contract.py)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import spkid_torch  # noqa: E402
+from spkid.specs import MODEL_NAMES, model_spec  # noqa: E402
+from spkid_torch.models import SpeakerNet  # noqa: E402
+from tests import model_contract as contract  # noqa: E402
+
+
+class TorchBackend:
+    create = staticmethod(spkid_torch.create_model)
+
+    @staticmethod
+    def run(model, x, lengths=None):
+        model.eval()
+        with torch.no_grad():
+            out = model(torch.from_numpy(x), None if lengths is None else torch.as_tensor(lengths))
+        return {k: v.numpy() for k, v in out.items()}
+
+    @staticmethod
+    def reload(model, tmp_path):
+        path = tmp_path / "model.pt"
+        torch.save(model.state_dict(), path)
+        again = SpeakerNet(model.spec, model.n_classes, model.name)
+        again.load_state_dict(torch.load(path, weights_only=True), strict=True)
+        return again
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_outputs(name, rng):
+    contract.check_outputs(TorchBackend, name, rng)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_penalty_one_frame(name, rng):
+    contract.check_penalty_one_frame(TorchBackend, name, rng)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_masking(name, rng):
+    contract.check_masking(TorchBackend, name, rng)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_reload(name, rng, tmp_path):
+    contract.check_reload(TorchBackend, name, rng, tmp_path)
+
+
+def test_unknown_name():
+    contract.check_unknown_name(TorchBackend)
+    assert spkid_torch.list_models() == list(MODEL_NAMES)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_attributes_and_gradients(name, rng):
+    """Metadata is kept; in train mode every parameter gets a finite, non-zero gradient."""
+    over = contract.tiny(name)
+    model = spkid_torch.create_model(name, 3, **over).train()
+    assert (model.name, model.n_classes, model.spec) == (name, 3, model_spec(name, **over))
+    x = torch.from_numpy(contract.features(rng, 4, 64))
+    out = model(x, torch.tensor([64, 50, 31, 64]))
+    loss = torch.nn.functional.cross_entropy(out["logits"], torch.tensor([0, 1, 2, 0]))
+    (loss + 0.5 * out["penalty"].mean()).backward()
+    for pname, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), pname
+        assert p.grad.abs().sum() > 0, pname
+
+
+@pytest.mark.parametrize("pool,dim", [("mean", 48), ("concat", 96)])
+def test_pool_modes(pool, dim, rng):
+    """pool="concat" concatenates the r hop vectors (r*u) instead of averaging them (u)."""
+    model = spkid_torch.create_model("vgg_attention", 3, **contract.tiny("vgg_attention", attention={"pool": pool}))
+    assert model.pool.output_dim == dim and model.embedding.in_features == dim
+    assert TorchBackend.run(model, contract.features(rng, 2, 40))["embedding"].shape == (2, 16)
