@@ -1,0 +1,183 @@
+"""Train, evaluate and embed with the PyTorch models (same public names as ``spkid_keras.train``).
+
+Loss = cross-entropy (with label smoothing) + ``penalty_coef`` * mean attention penalty (Lin et al. 2017).
+Adam / SGD with decoupled weight decay (applied as ``w -= lr * wd * w`` before the update, like Keras'
+optimizers), learning rate driven by :class:`spkid.training.Plateau`. The epoch loop, validation,
+checkpoints and history are shared with the keras backend in :func:`spkid.training.run_training`.
+
+Checkpoint state files are ``torch.save`` dicts of tensors (weights, optimizer state, RNG state), read
+back with ``torch.load(..., weights_only=True)``.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from spkid.config import TrainConfig
+from spkid.errors import CheckpointError
+from spkid.inference import embed_with, evaluate_with
+from spkid.sampling import FeatureSet, TrainSampler
+from spkid.specs import ModelSpec, model_spec
+from spkid.training import check_compatible, read_checkpoint, run_training
+
+from .data import train_loader
+from .models import create_model
+
+__all__ = ["fit", "evaluate", "embed", "load_model", "load_checkpoint", "forward_fn", "TorchAdapter"]
+
+
+def _device(devices: str) -> torch.device:
+    if devices in ("auto", "gpu"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(devices)
+
+
+def _build_model(spec: ModelSpec, n_classes: int, name: str) -> torch.nn.Module:
+    return create_model(name, n_classes, **spec.to_dict())
+
+
+class TorchAdapter:
+    """The torch side of :func:`spkid.training.run_training`."""
+
+    backend = "torch"
+    suffix = ".pt"
+
+    def build(self, config: TrainConfig, spec: ModelSpec, n_classes: int) -> None:
+        self.config = config
+        self.device = _device(config.devices)
+        self.amp = config.mixed_precision and self.device.type == "cuda"
+        if config.mixed_precision and not self.amp:
+            warnings.warn("mixed_precision needs a CUDA device; training in float32", stacklevel=2)
+        torch.manual_seed(config.seed)
+        self.model = _build_model(spec, n_classes, config.model).to(self.device)
+        params = self.model.parameters()
+        if config.optimizer == "adam":
+            self.opt = torch.optim.Adam(params, lr=config.lr, eps=1e-7)  # Keras' epsilon
+        else:
+            self.opt = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+
+    def batches(self, sampler: TrainSampler, epoch: int):
+        return train_loader(sampler, epoch, num_workers=self.config.num_workers,
+                            pin_memory=self.device.type == "cuda")
+
+    def train_step(self, x, y, lr: float) -> dict:
+        c = self.config
+        self.model.train()
+        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        with torch.autocast(self.device.type, enabled=self.amp):
+            out = self.model(x)
+            ce = F.cross_entropy(out["logits"].float(), y, label_smoothing=c.label_smoothing)
+            penalty = out["penalty"].float().mean()
+            loss = ce + c.penalty_coef * penalty
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if c.weight_decay:
+            with torch.no_grad():
+                for p in self.model.parameters():
+                    p.mul_(1.0 - lr * c.weight_decay)
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        acc = (out["logits"].argmax(1) == y).float().mean()
+        return {"loss": loss.item(), "ce": ce.item(), "penalty": penalty.item(), "acc": acc.item()}
+
+    def forward(self, x: np.ndarray, lengths: np.ndarray) -> dict:
+        return _forward(self.model, x, lengths)
+
+    def save(self, path: Path) -> None:
+        torch.save({"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+                    "torch_rng": torch.get_rng_state()}, str(path))
+
+    def load(self, path: Path) -> None:
+        state = _torch_load(path)
+        try:
+            self.model.load_state_dict(state["model"])
+            self.opt.load_state_dict(state["optimizer"])
+            torch.set_rng_state(state["torch_rng"])
+        except (KeyError, RuntimeError, ValueError) as exc:
+            raise CheckpointError(f"state does not fit this model/optimizer: {exc}", path=path) from None
+
+    def summary_writer(self, logdir: Path) -> Callable | None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # tensorboard not installed: skip quietly
+            return None
+        writer = SummaryWriter(str(logdir))
+
+        def scalar(name: str, value: float, step: int) -> None:
+            writer.add_scalar(name, value, step)
+            writer.flush()
+
+        return scalar
+
+
+def _torch_load(path: str | os.PathLike) -> dict:
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle / zip errors of many kinds
+        raise CheckpointError(f"cannot read torch checkpoint: {exc}", path=path) from None
+
+
+@torch.no_grad()
+def _forward(model: torch.nn.Module, x: np.ndarray, lengths: np.ndarray | None) -> dict:
+    model.eval()
+    dev = next(model.parameters()).device
+    lengths = None if lengths is None else torch.as_tensor(lengths, device=dev)
+    out = model(torch.as_tensor(x, device=dev), lengths)
+    return {k: v.float().cpu().numpy() for k, v in out.items()}
+
+
+def forward_fn(model: torch.nn.Module) -> Callable[[np.ndarray, np.ndarray], dict]:
+    """``f(x (B, T, n_mels), lengths (B,)) -> dict`` of numpy outputs, in eval mode."""
+    return lambda x, lengths: _forward(model, x, lengths)
+
+
+def fit(config: TrainConfig, train_set: FeatureSet, val_set: FeatureSet | None, out_dir: str | os.PathLike, *,
+        resume: bool = False, callbacks: Sequence[Callable] = (), progress: bool = True) -> list[dict]:
+    """Train ``config.model`` on ``train_set``; checkpoints in ``out_dir`` (see :mod:`spkid.training`).
+
+    Returns the history: one dict per epoch (lr, loss, ce, penalty, acc, val_loss, val_top1, val_top5).
+    ``resume=True`` continues from ``out_dir/checkpoints/last.json``; on CPU with a fixed seed the final
+    weights equal those of an uninterrupted run.
+    """
+    return run_training(TorchAdapter(), config, train_set, val_set, out_dir, resume=resume,
+                        callbacks=callbacks, progress=progress)
+
+
+def load_checkpoint(path: str | os.PathLike, *, prefer: str = "best") -> tuple[torch.nn.Module, dict]:
+    """(model in eval mode on CPU, metadata) from a run dir / metadata json / state file (verified sha256)."""
+    meta, state = read_checkpoint(path, prefer=prefer)
+    check_compatible(meta, {"backend": "torch"}, state)
+    spec = model_spec(meta["model"], **meta["spec"])
+    model = _build_model(spec, int(meta["n_classes"]), meta["model"])
+    weights = _torch_load(state).get("model")
+    try:
+        model.load_state_dict(weights)
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        raise CheckpointError(f"weights do not fit {meta['model']} ({spec.describe()}): {exc}", path=state) from None
+    return model.eval(), meta
+
+
+def load_model(path: str | os.PathLike, *, prefer: str = "best") -> torch.nn.Module:
+    """The model of a checkpoint (see :func:`load_checkpoint`)."""
+    return load_checkpoint(path, prefer=prefer)[0]
+
+
+def evaluate(model_or_run_dir, dataset: FeatureSet, *, config: TrainConfig | None = None) -> dict:
+    """``dict(top1, top5, per_speaker, confusion, n, loss)`` on ``dataset`` (a model or a checkpoint path;
+    ``config`` defaults to the checkpoint's TrainConfig, which decides full-utterance vs windows)."""
+    return evaluate_with(sys.modules[__name__], model_or_run_dir, dataset, config)
+
+
+def embed(model_or_run_dir, features_list: Sequence[np.ndarray], *, config: TrainConfig | None = None) -> np.ndarray:
+    """(N, embedding_dim) float32 embeddings, one per (T_i, n_mels) utterance."""
+    return embed_with(sys.modules[__name__], model_or_run_dir, features_list, config)
