@@ -19,6 +19,7 @@ from .errors import SpkidError
 # Order is the order shown in --help.
 COMMANDS = [
     "features",
+    "prepare",
 ]
 
 

@@ -512,10 +512,16 @@ def write_manifest(path: str | os.PathLike, manifest: Manifest) -> None:
     atomic_write_text(path, "\n".join(lines) + "\n")
 
 
-def read_manifest(path: str | os.PathLike, root: str | os.PathLike | None = None) -> Manifest:
+def read_manifest(
+    path: str | os.PathLike,
+    root: str | os.PathLike | None = None,
+    *,
+    default_root: str | os.PathLike | None = None,
+) -> Manifest:
     """Read a manifest written by :func:`write_manifest` (or by hand), validating every line.
 
-    ``root`` defaults to the ``# root:`` header line, else the manifest's folder.
+    The dataset root is ``root`` if given, else the ``# root:`` header line, else ``default_root``,
+    else the manifest's folder.
     """
     path = Path(path)
     header_root, parsed = None, []
@@ -543,7 +549,7 @@ def read_manifest(path: str | os.PathLike, root: str | os.PathLike | None = None
     utts = _validate(parsed, path)
     if not utts:
         raise SplitError("manifest lists no utterances (empty file?)", path=path)
-    base = Path(root) if root is not None else Path(header_root) if header_root else path.parent
+    base = root if root is not None else header_root or default_root or path.parent
     return Manifest(base, tuple(utts))
 
 
