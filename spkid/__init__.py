@@ -39,6 +39,9 @@ _LAZY = {
     "extract_features": "features",
     "Utterance": "splits",
     "SpeakerIndex": "search",
+    "Gallery": "gallery",
+    "compute_eer": "metrics",
+    "topk_accuracy": "metrics",
 }
 
 __all__ = [

@@ -75,6 +75,13 @@ def _sort_topk(scores: np.ndarray, idx: np.ndarray, larger_better: bool) -> tupl
     return np.take_along_axis(scores, order, 1), np.take_along_axis(idx, order, 1)
 
 
+def _sq_euclidean(q: np.ndarray, g: np.ndarray, g_sq: np.ndarray | None = None) -> np.ndarray:
+    """(Q, n) squared euclidean distances ``|q|^2 - 2 q.g + |g|^2`` (one GEMM), clipped at 0."""
+    g_sq = np.einsum("ij,ij->i", g, g) if g_sq is None else g_sq
+    sq = np.einsum("ij,ij->i", q, q)[:, None] - 2.0 * (q @ g.T) + g_sq[None, :]
+    return np.maximum(sq, 0.0, out=sq)
+
+
 def _topk_rows(key: np.ndarray, k: int) -> np.ndarray:
     """Indices of the k smallest entries of each row of ``key``, ties to the lower column (unsorted)."""
     n = key.shape[1]
@@ -241,11 +248,9 @@ class SpeakerIndex(BaseEstimator):
 
     def _exact_scores(self, qb: np.ndarray) -> np.ndarray:
         """(b, n) similarities (cosine) or squared distances (euclidean), float32."""
-        prod = qb @ self.embeddings_.T
         if self.metric == "cosine":
-            return prod
-        sq = np.einsum("ij,ij->i", qb, qb)[:, None] - 2.0 * prod + self._sq_norms[None, :]
-        return np.maximum(sq, 0.0, out=sq)
+            return qb @ self.embeddings_.T
+        return _sq_euclidean(qb, self.embeddings_, self._sq_norms)
 
     def kneighbors(self, queries, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The k nearest gallery items of each query.
@@ -259,7 +264,7 @@ class SpeakerIndex(BaseEstimator):
         n = self.embeddings_.shape[0]
         if not isinstance(k, (int, np.integer)) or not 1 <= k <= n:
             raise ValueError(f"k must be in 1..{n} (gallery size), got {k!r}")
-        out_s, out_i = [], []
+        out_s, out_i = [np.empty((0, k), np.float32)], [np.empty((0, k), np.int64)]
         for qb in self._batches(q):
             if self._faiss is not None:
                 s, i = self._faiss.search(qb, int(k))
@@ -318,10 +323,10 @@ class SpeakerIndex(BaseEstimator):
         q = self._queries(queries)
         if self.score_mode == "centroid":
             c = self.centroids()
-            return np.concatenate([_centroid_scores(qb, c, self.metric) for qb in self._batches(q)])
+            return (q @ c.T if self.metric == "cosine" else -np.sqrt(_sq_euclidean(q, c))).astype(np.float32)
         order = np.argsort(self.label_index_, kind="stable")
         starts = np.searchsorted(self.label_index_[order], np.arange(self.classes_.size))
-        out = []
+        out = [np.empty((0, self.classes_.size), np.float32)]
         for qb in self._batches(q):
             full = self._exact_scores(qb)[:, order]
             if self.metric == "cosine":
@@ -329,10 +334,3 @@ class SpeakerIndex(BaseEstimator):
             else:
                 out.append(-np.sqrt(np.minimum.reduceat(full, starts, axis=1)))
         return np.concatenate(out).astype(np.float32)
-
-
-def _centroid_scores(q: np.ndarray, c: np.ndarray, metric: str) -> np.ndarray:
-    if metric == "cosine":
-        return q @ c.T
-    d2 = (q * q).sum(1)[:, None] - 2.0 * (q @ c.T) + (c * c).sum(1)[None, :]
-    return -np.sqrt(np.maximum(d2, 0.0))
