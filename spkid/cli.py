@@ -20,6 +20,9 @@ from .errors import SpkidError
 COMMANDS = [
     "features",
     "prepare",
+    "train",
+    "evaluate",
+    "embed",
 ]
 
 

@@ -1,0 +1,143 @@
+"""``spkid train --backend torch|keras --model NAME --cache DIR | --data ROOT --out RUN [--resume]``.
+
+Options come from a YAML file (``--config``) overridden by one ``--field`` flag per TrainConfig field
+(tuples and dicts as YAML, e.g. ``--gain-db "[-6, 6]"``). The data helpers here (``--cache`` from
+``spkid prepare`` or ``--data`` scanned and featurised on the fly) are shared with ``evaluate``/``embed``.
+"""
+from __future__ import annotations
+
+import argparse
+import typing
+from pathlib import Path
+
+NAME = "train"
+HELP = "Train a speaker-identification model (torch or keras) with checkpoints you can resume."
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--cache DIR`` | ``--data ROOT`` (+ ``--layout``, ``--pattern``, ``--feature-config``)."""
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--cache", metavar="DIR", help="feature cache built by `spkid prepare`")
+    src.add_argument("--data", metavar="ROOT", help="dataset folder, scanned and featurised now")
+    parser.add_argument("--layout", default="auto", help="dataset layout for --data (default: detect)")
+    parser.add_argument("--pattern", help="file-name regex or preset (fsdd, librispeech) for --data")
+    parser.add_argument("--feature-config", metavar="YAML", help="FeatureConfig for --data (default: defaults)")
+
+
+def load_split(args: argparse.Namespace, split: str, *, feature_config=None, speakers=None, progress=True):
+    """The utterances of ``split`` as a :class:`~spkid.sampling.FeatureSet` (None if there are none).
+
+    ``speakers`` fixes the label order (a checkpoint's); default: the data's training speakers; ``"all"``:
+    every speaker of the split (sorted).
+    Utterances of speakers outside the label set, and unreadable files, are reported and skipped.
+    """
+    from tqdm.auto import tqdm
+
+    from ..config import FeatureConfig, load_yaml_config
+    from ..errors import SpkidError
+    from ..sampling import FeatureSet
+    from ..splits import LabelMap
+
+    if args.cache:
+        from ..cache import FeatureCache
+
+        cache = FeatureCache(args.cache, config=feature_config)
+        feature_config, utts, labels = cache.config, cache.utterances(split), cache.labels
+        load = cache.load
+    else:
+        from ..features import extract_features
+        from ..splits import load_dataset
+
+        if feature_config is None:
+            data = load_yaml_config(args.feature_config) if args.feature_config else {}
+            feature_config = FeatureConfig.from_dict(data)
+        manifest = load_dataset(args.data, args.layout, pattern=args.pattern)
+        utts, labels = manifest.split(split), LabelMap.from_manifest(manifest)
+        load = lambda u: extract_features(manifest.path_of(u), feature_config)  # noqa: E731
+    if speakers == "all":
+        speakers = sorted({u.speaker for u in utts})
+    names = list(speakers) if speakers is not None else labels.speakers
+    index = {s: i for i, s in enumerate(names)}
+    feats, ys, ids, skipped = [], [], [], []
+    for u in tqdm(utts, disable=not progress, desc=f"load {split}", leave=False):
+        if u.speaker not in index:
+            skipped.append((u.path, f"speaker {u.speaker!r} not among the {len(names)} known speakers"))
+            continue
+        try:
+            feats.append(load(u))
+        except SpkidError as exc:
+            skipped.append((u.path, exc.problem))
+            continue
+        ys.append(index[u.speaker])
+        ids.append(u.path)
+    for path, why in skipped[:10]:
+        print(f"skipped {path}: {why}")
+    if len(skipped) > 10:
+        print(f"... {len(skipped) - 10} more skipped")
+    if not feats:
+        return None
+    return FeatureSet(feats, ys, tuple(names), feature_config, ids)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..backends import BACKENDS
+    from ..config import TrainConfig
+    from .prepare import add_config_arguments
+
+    parser.add_argument("--backend", choices=list(BACKENDS), default="torch", help="deep-learning backend")
+    add_data_arguments(parser)
+    parser.add_argument("--config", metavar="YAML", help="TrainConfig fields from a YAML file")
+    parser.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory (checkpoints, history)")
+    parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR's last checkpoint")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_config_arguments(parser, TrainConfig, "training options (override --config)")
+
+
+def train_config_from_args(args: argparse.Namespace):
+    """TrainConfig from ``--config`` + flags; dict/tuple flags are parsed as YAML."""
+    import yaml
+
+    from ..config import TrainConfig
+    from ..errors import ConfigError
+    from .prepare import config_from_args
+
+    hints = typing.get_type_hints(TrainConfig)
+    for name, tp in hints.items():
+        value = getattr(args, f"cfg_{name}", None)
+        structured = tp is dict or tuple in (typing.get_origin(tp), *map(typing.get_origin, typing.get_args(tp)))
+        if structured and isinstance(value, str) and value != "none":
+            try:
+                setattr(args, f"cfg_{name}", yaml.safe_load(value))
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"--{name.replace('_', '-')}: not valid YAML: {exc}") from None
+    for name in ("mixed_precision",):  # booleans arrive as text
+        value = getattr(args, f"cfg_{name}", None)
+        if isinstance(value, str):
+            setattr(args, f"cfg_{name}", value.lower() in ("1", "true", "yes", "on"))
+    return config_from_args(args, TrainConfig, args.config)
+
+
+def run(args: argparse.Namespace) -> int:
+    import importlib
+
+    from ..backends import get_backend
+    from ..sampling import split_holdout
+
+    config = train_config_from_args(args)
+    module = importlib.import_module(get_backend(args.backend).__name__ + ".train")
+    progress = not args.no_progress
+    train = load_split(args, "train", progress=progress)
+    if train is None:
+        from ..errors import SplitError
+
+        raise SplitError("no usable training utterances", path=args.cache or args.data)
+    val = load_split(args, "val", feature_config=train.feature_config, speakers=train.speakers, progress=progress)
+    if val is None and config.val_fraction > 0:
+        train, val = split_holdout(train, config.val_fraction, config.seed)
+    print(f"{args.backend} {config.model}: {len(train)} training utterances, {train.n_classes} speakers, "
+          f"{0 if val is None else len(val)} validation utterances -> {args.out}")
+    history = module.fit(config, train, val, Path(args.out), resume=args.resume, progress=progress)
+    if history:
+        last = history[-1]
+        print("final: " + " ".join(f"{k}={v:.4g}" for k, v in last.items() if isinstance(v, float)))
+    return 0
