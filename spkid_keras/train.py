@@ -1,0 +1,196 @@
+"""Train, evaluate and embed with the Keras 3 models (same public names as ``spkid_torch.train``).
+
+Same recipe as the torch backend: cross-entropy with label smoothing + ``penalty_coef`` * mean attention
+penalty, Adam (epsilon 1e-7 in both) or SGD with decoupled weight decay applied before the update, the
+learning rate set every step from :class:`spkid.training.Plateau`. The step is a ``tf.GradientTape`` loop
+(TensorFlow backend of Keras) so that resuming restores exactly the same optimizer state; the epoch loop,
+validation, checkpoints and history are shared with torch in :func:`spkid.training.run_training`.
+
+Checkpoint state files are ``.npz`` (no pickle): every model variable and optimizer variable, in order,
+with their paths, checked on load.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Callable, Sequence
+
+import keras
+import numpy as np
+
+from spkid.config import TrainConfig
+from spkid.errors import BackendError, CheckpointError
+from spkid.inference import embed_with, evaluate_with
+from spkid.sampling import FeatureSet, TrainSampler
+from spkid.specs import ModelSpec, model_spec
+from spkid.training import check_compatible, read_checkpoint, run_training
+
+from .data import EpochBatches, iterate
+from .models import create_model
+
+__all__ = ["fit", "evaluate", "embed", "load_model", "load_checkpoint", "forward_fn", "KerasAdapter"]
+
+
+def _call(model, x, lengths, training: bool) -> dict:
+    return model(x, lengths=lengths, training=training)
+
+
+def _build_model(spec: ModelSpec, n_classes: int, name: str):
+    model = create_model(name, n_classes, **spec.to_dict())
+    _call(model, np.zeros((2, 16, spec.n_mels), np.float32), None, False)  # create the variables
+    return model
+
+
+def _variables(prefix: str, variables) -> dict[str, np.ndarray]:
+    out = {f"{prefix}{i:05d}": np.asarray(keras.ops.convert_to_numpy(v)) for i, v in enumerate(variables)}
+    out[f"{prefix}paths"] = np.asarray([v.path for v in variables], dtype=str)
+    return out
+
+
+def _assign(prefix: str, variables, state, path) -> None:
+    names = [v.path for v in variables]
+    saved = [str(s) for s in state[f"{prefix}paths"]] if f"{prefix}paths" in state else None
+    if saved != names:
+        raise CheckpointError(f"{prefix} variables differ: checkpoint has {len(saved or [])} "
+                              f"({(saved or [])[:3]}...), model has {len(names)} ({names[:3]}...)", path=path)
+    for i, v in enumerate(variables):
+        value = state[f"{prefix}{i:05d}"]
+        if tuple(value.shape) != tuple(v.shape):
+            raise CheckpointError(f"{v.path}: checkpoint shape {value.shape} != model shape {tuple(v.shape)}",
+                                  path=path)
+        v.assign(value)
+
+
+def _npz_load(path: str | os.PathLike) -> dict:
+    try:
+        with np.load(str(path), allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except Exception as exc:  # zip / format errors of many kinds
+        raise CheckpointError(f"cannot read keras checkpoint: {exc}", path=path) from None
+
+
+class KerasAdapter:
+    """The keras side of :func:`spkid.training.run_training`."""
+
+    backend = "keras"
+    suffix = ".npz"
+
+    def build(self, config: TrainConfig, spec: ModelSpec, n_classes: int) -> None:
+        if keras.backend.backend() != "tensorflow":
+            raise BackendError(f"spkid_keras training needs KERAS_BACKEND=tensorflow, not {keras.backend.backend()}")
+        import tensorflow as tf
+
+        self.tf, self.config = tf, config
+        gpu = bool(tf.config.list_physical_devices("GPU")) and config.devices != "cpu"
+        if config.mixed_precision:
+            if gpu:
+                keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
+            else:
+                warnings.warn("mixed_precision needs a GPU; training in float32", stacklevel=2)
+        keras.utils.set_random_seed(config.seed)
+        self.model = _build_model(spec, n_classes, config.model)
+        if config.optimizer == "adam":
+            self.opt = keras.optimizers.Adam(learning_rate=config.lr, epsilon=1e-7)
+        else:
+            self.opt = keras.optimizers.SGD(learning_rate=config.lr, momentum=config.momentum)
+        self.opt.build(self.model.trainable_variables)
+        self._step = tf.function(self._train_step, reduce_retracing=True)
+
+    def _train_step(self, x, y, lr):
+        tf, c = self.tf, self.config
+        tv = self.model.trainable_variables
+        with tf.GradientTape() as tape:
+            out = _call(self.model, x, None, True)
+            logits = tf.cast(out["logits"], tf.float32)
+            n = tf.shape(logits)[-1]
+            target = tf.one_hot(y, n) * (1.0 - c.label_smoothing) + c.label_smoothing / tf.cast(n, tf.float32)
+            ce = -tf.reduce_mean(tf.reduce_sum(target * tf.nn.log_softmax(logits), axis=-1))
+            penalty = tf.reduce_mean(tf.cast(out["penalty"], tf.float32))
+            loss = ce + c.penalty_coef * penalty
+        grads = tape.gradient(loss, tv)
+        if c.weight_decay:
+            for v in tv:
+                v.assign(v * (1.0 - lr * c.weight_decay))
+        self.opt.learning_rate.assign(lr)
+        self.opt.apply(grads, tv)
+        acc = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, -1), tf.cast(y, tf.int64)), tf.float32))
+        return loss, ce, penalty, acc
+
+    def batches(self, sampler: TrainSampler, epoch: int):
+        return iterate(EpochBatches(sampler, epoch), num_workers=self.config.num_workers)
+
+    def train_step(self, x, y, lr: float) -> dict:
+        tf = self.tf
+        vals = self._step(tf.constant(x), tf.constant(y), tf.constant(lr, tf.float32))
+        return dict(zip(("loss", "ce", "penalty", "acc"), (float(v) for v in vals)))
+
+    def forward(self, x: np.ndarray, lengths: np.ndarray) -> dict:
+        return _forward(self.model, x, lengths)
+
+    def save(self, path: Path) -> None:
+        state = {**_variables("model", self.model.variables), **_variables("opt", self.opt.variables)}
+        with open(path, "wb") as fh:
+            np.savez(fh, **state)
+
+    def load(self, path: Path) -> None:
+        state = _npz_load(path)
+        _assign("model", self.model.variables, state, path)
+        _assign("opt", self.opt.variables, state, path)
+
+    def summary_writer(self, logdir: Path) -> Callable | None:
+        writer = self.tf.summary.create_file_writer(str(logdir))
+
+        def scalar(name: str, value: float, step: int) -> None:
+            with writer.as_default():
+                self.tf.summary.scalar(name, value, step=step)
+            writer.flush()
+
+        return scalar
+
+
+def _forward(model, x: np.ndarray, lengths: np.ndarray | None) -> dict:
+    out = _call(model, np.asarray(x, np.float32), None if lengths is None else np.asarray(lengths, np.int32), False)
+    return {k: np.asarray(keras.ops.convert_to_numpy(v), dtype=np.float32) for k, v in out.items()}
+
+
+def forward_fn(model) -> Callable[[np.ndarray, np.ndarray], dict]:
+    """``f(x (B, T, n_mels), lengths (B,)) -> dict`` of numpy outputs, in inference mode."""
+    return lambda x, lengths: _forward(model, x, lengths)
+
+
+def fit(config: TrainConfig, train_set: FeatureSet, val_set: FeatureSet | None, out_dir: str | os.PathLike, *,
+        resume: bool = False, callbacks: Sequence[Callable] = (), progress: bool = True) -> list[dict]:
+    """Train ``config.model`` on ``train_set``; checkpoints in ``out_dir`` (see :mod:`spkid.training`).
+
+    Returns the history (one dict per epoch). ``resume=True`` continues from the last complete
+    checkpoint; on CPU with a fixed seed the final weights equal those of an uninterrupted run.
+    """
+    return run_training(KerasAdapter(), config, train_set, val_set, out_dir, resume=resume,
+                        callbacks=callbacks, progress=progress)
+
+
+def load_checkpoint(path: str | os.PathLike, *, prefer: str = "best"):
+    """(model, metadata) from a run dir / metadata json / state file (verified sha256)."""
+    meta, state = read_checkpoint(path, prefer=prefer)
+    check_compatible(meta, {"backend": "keras"}, state)
+    spec = model_spec(meta["model"], **meta["spec"])
+    model = _build_model(spec, int(meta["n_classes"]), meta["model"])
+    _assign("model", model.variables, _npz_load(state), state)
+    return model, meta
+
+
+def load_model(path: str | os.PathLike, *, prefer: str = "best"):
+    """The model of a checkpoint (see :func:`load_checkpoint`)."""
+    return load_checkpoint(path, prefer=prefer)[0]
+
+
+def evaluate(model_or_run_dir, dataset: FeatureSet, *, config: TrainConfig | None = None) -> dict:
+    """``dict(top1, top5, per_speaker, confusion, n, loss)`` on ``dataset`` (a model or a checkpoint path)."""
+    return evaluate_with(sys.modules[__name__], model_or_run_dir, dataset, config)
+
+
+def embed(model_or_run_dir, features_list: Sequence[np.ndarray], *, config: TrainConfig | None = None) -> np.ndarray:
+    """(N, embedding_dim) float32 embeddings, one per (T_i, n_mels) utterance."""
+    return embed_with(sys.modules[__name__], model_or_run_dir, features_list, config)
