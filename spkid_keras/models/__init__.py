@@ -1,0 +1,31 @@
+"""Keras models: a registry over :data:`spkid.specs.MODEL_NAMES` (``vgg_attention``, ``resnet18``,
+``resnet50``), built from :func:`spkid.specs.model_spec`. Same names in ``spkid_torch.models``."""
+from __future__ import annotations
+
+from spkid.errors import ConfigError
+from spkid.specs import MODEL_NAMES, model_spec
+
+from .net import SpeakerNet, build_trunk
+
+__all__ = ["SpeakerNet", "build_trunk", "create_model", "list_models", "count_params"]
+
+
+def list_models() -> list[str]:
+    """Names accepted by :func:`create_model`."""
+    return list(MODEL_NAMES)
+
+
+def create_model(name: str, n_classes: int, **spec_overrides) -> SpeakerNet:
+    """``create_model("resnet18", n_classes=1251, embedding_dim=128)``; overrides go to
+    :func:`spkid.specs.model_spec` (unknown names or keys raise ConfigError listing the valid ones).
+    The model is built (weights exist) and accepts any number of frames."""
+    spec = model_spec(name, **spec_overrides)
+    if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 1:
+        raise ConfigError(f"n_classes must be an int >= 1, got {n_classes!r}")
+    return SpeakerNet(spec, n_classes, name=name)
+
+
+def count_params(model) -> dict[str, int]:
+    """{"trainable": ..., "total": ...}; total includes BatchNorm moving mean/variance."""
+    trainable = sum(int(v.numpy().size) for v in model.trainable_weights)
+    return {"trainable": trainable, "total": int(model.count_params())}
