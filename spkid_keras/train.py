@@ -38,9 +38,7 @@ def _call(model, x, lengths, training: bool) -> dict:
 
 
 def _build_model(spec: ModelSpec, n_classes: int, name: str):
-    model = create_model(name, n_classes, **spec.to_dict())
-    _call(model, np.zeros((2, 16, spec.n_mels), np.float32), None, False)  # create the variables
-    return model
+    return create_model(name, n_classes, **spec.to_dict())  # built: its variables exist
 
 
 def _variables(prefix: str, variables) -> dict[str, np.ndarray]:
@@ -140,6 +138,10 @@ class KerasAdapter:
         _assign("opt", self.opt.variables, state, path)
 
     def summary_writer(self, logdir: Path) -> Callable | None:
+        try:  # tf.summary.scalar needs the tensorboard package: skip quietly without it
+            import tensorboard  # noqa: F401
+        except ImportError:
+            return None
         writer = self.tf.summary.create_file_writer(str(logdir))
 
         def scalar(name: str, value: float, step: int) -> None:
