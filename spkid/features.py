@@ -25,6 +25,7 @@ same chunks, so a batch of short clips costs one FFT call per chunk.
 """
 from __future__ import annotations
 
+import contextlib
 import decimal
 import functools
 import os
@@ -244,8 +245,29 @@ def _mel_energies(buf: np.ndarray, p: _Params, out: np.ndarray) -> None:
         out[:, j0:j1] = ri[:, c0:c1] @ w
 
 
+@functools.lru_cache(maxsize=1)
+def _blas_controller():
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        return None
+    return ThreadpoolController()
+
+
+def _single_threaded_blas():
+    """Context keeping BLAS on one thread: the per-chunk matmuls are far too small to gain from
+    threads, and with busy CPUs (data-loader workers) OpenBLAS' thread hand-offs cost 10-50x."""
+    ctl = _blas_controller()
+    return ctl.limit(limits=1, user_api="blas") if ctl is not None else contextlib.nullcontext()
+
+
 def _energies_batch(ys: Sequence[np.ndarray], p: _Params) -> list[np.ndarray]:
     """Linear mel energies for each signal; frames of all signals share FFT calls of <= CHUNK_FRAMES."""
+    with _single_threaded_blas():
+        return _energies_batch_st(ys, p)
+
+
+def _energies_batch_st(ys: Sequence[np.ndarray], p: _Params) -> list[np.ndarray]:
     counts = [n_frames(y.size, p.win, p.hop) for y in ys]
     outs = [np.empty((n, p.n_out), dtype=np.float32) for n in counts]
     total = sum(counts)
@@ -344,7 +366,8 @@ def fbank_batch(
 def _fbank_batch(ys: list, p: _Params) -> list[np.ndarray]:
     sigs = [_as_signal(y) for y in ys]
     _check_lengths(sigs, p)
-    return [_finish(e, p) for e in _energies_batch(sigs, p)]
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN/Inf input is reported by _finish
+        return [_finish(e, p) for e in _energies_batch(sigs, p)]
 
 
 def fbank(
@@ -465,7 +488,8 @@ def mfcc(
     p = _Params(cfg, energy=append_energy)
     sig = _as_signal(y)
     _check_lengths([sig], p)
-    e = _finish(_energies_batch([sig], p)[0], p, normalize=False)
+    with np.errstate(invalid="ignore", over="ignore"):
+        e = _finish(_energies_batch([sig], p)[0], p, normalize=False)
     cep = dct(e[:, :n_mels], type=2, axis=1, norm="ortho")[:, :n_mfcc].astype(np.float32)
     if lifter > 0:
         cep *= (1.0 + (lifter / 2.0) * np.sin(np.pi * np.arange(n_mfcc) / lifter)).astype(np.float32)

@@ -1,0 +1,222 @@
+"""spkid.features against python_speech_features, a slow per-frame transcription, and properties."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import spkid.features as F
+from spkid.audio import load_audio
+from spkid.config import FeatureConfig
+from spkid.errors import ConfigError, FeatureError
+
+psf = pytest.importorskip("python_speech_features")
+
+# float32 resolves filter energies down to ~1e-7 of the frame's total power; below that (near-digital
+# silence in a band) the float64 oracle and float32 differ in the 3rd decimal of the log.
+REL_FLOOR = 1e-7
+
+
+def _psf_log_fbank(y, sr, nfft=512, nfilt=40, winlen=0.025, winstep=0.01, lowfreq=0, highfreq=None):
+    feat, energy = psf.fbank(y, sr, winlen, winstep, nfilt=nfilt, nfft=nfft, lowfreq=lowfreq,
+                             highfreq=highfreq, preemph=0.97, winfunc=np.hamming)
+    resolvable = feat >= REL_FLOOR * energy[:, None]
+    return np.log(np.maximum(feat, F.EPS)), resolvable
+
+
+def _files(folder, pattern, step):
+    files = sorted(folder.glob(pattern))
+    assert files, f"no {pattern} in {folder}"
+    return files[::step]
+
+
+@pytest.mark.parametrize("which", ["fsdd", "libri"])
+def test_matches_python_speech_features_on_real_speech(which, fsdd_dir, libri_dir):
+    folder, pattern, step, sr = {
+        "fsdd": (fsdd_dir, "*.wav", 100, 8000),
+        "libri": (libri_dir, "*.flac", 25, 16000),
+    }[which]
+    for path in _files(folder, pattern, step):
+        y = load_audio(path, sr=None)
+        ours = F.fbank(y, sr, n_mels=40, n_fft=512, normalize=None)
+        ref, ok = _psf_log_fbank(y, sr)
+        assert ours.dtype == np.float32 and ours.shape == ref.shape, path
+        err = np.abs(ours - ref)
+        assert err[ok].max() < 1e-3, (path, err[ok].max())
+        assert ok.mean() > 0.95, path  # the exclusion is a sliver, not the bulk
+        assert err.max() < 1e-2, (path, err.max())
+
+
+def test_matches_psf_with_band_limits(libri_dir):
+    y = load_audio(_files(libri_dir, "*.flac", 1)[3], sr=None)
+    ours = F.fbank(y, 16000, n_mels=64, n_fft=1024, fmin=100.0, fmax=7000.0, normalize=None)
+    ref, ok = _psf_log_fbank(y, 16000, nfft=1024, nfilt=64, lowfreq=100, highfreq=7000)
+    assert np.abs(ours - ref)[ok].max() < 1e-3
+
+
+def _slow_fbank(x, sr, n_mels=40, win_s=0.025, hop_s=0.010, n_fft=512, a=0.97):
+    """The recipe transcribed literally, one frame at a time, in float64."""
+    x = np.asarray(x, dtype=np.float64)
+    e = np.concatenate([x[:1], x[1:] - a * x[:-1]])
+    win = int(math.floor(win_s * sr + 0.5))
+    hop = int(math.floor(hop_s * sr + 0.5))
+    n = 1 + math.ceil((len(e) - win) / hop)
+    e = np.concatenate([e, np.zeros((n - 1) * hop + win - len(e))])
+    mel = lambda f: 2595 * math.log10(1 + f / 700)  # noqa: E731
+    imel = lambda m: 700 * (10 ** (m / 2595) - 1)  # noqa: E731
+    pts = [mel(0) + i * (mel(sr / 2) - mel(0)) / (n_mels + 1) for i in range(n_mels + 2)]
+    b = [math.floor((n_fft + 1) * imel(m) / sr) for m in pts]
+    out = np.zeros((n, n_mels))
+    for t in range(n):
+        frame = e[t * hop : t * hop + win] * np.hamming(win)
+        spec = np.fft.rfft(frame, n_fft)
+        power = (spec.real**2 + spec.imag**2) / n_fft
+        for j in range(n_mels):
+            s = 0.0
+            for k in range(b[j], b[j + 1]):
+                s += (k - b[j]) / (b[j + 1] - b[j]) * power[k]
+            for k in range(b[j + 1], b[j + 2]):
+                s += (b[j + 2] - k) / (b[j + 2] - b[j + 1]) * power[k]
+            out[t, j] = math.log(max(s, F.EPS))
+    return out - out.mean(axis=0)
+
+
+def test_matches_slow_transcription(fsdd_dir):
+    y = load_audio(_files(fsdd_dir, "*.wav", 1)[7], sr=None)[:4000]
+    ours = F.fbank(y, 8000, n_mels=24, n_fft=256)
+    ref = _slow_fbank(y, 8000, n_mels=24, n_fft=256)
+    assert ours.shape == ref.shape
+    assert np.abs(ours - ref).max() < 1e-3
+
+
+def test_db_is_ten_log10_of_natural(rng):
+    y = rng.standard_normal(4000).astype(np.float32)
+    nat = F.fbank(y, 16000, normalize=None)
+    db = F.fbank(y, 16000, log="db", normalize=None)
+    np.testing.assert_allclose(db, nat * (10 / np.log(10)), rtol=1e-5, atol=1e-4)
+
+
+def test_normalisation(rng):
+    y = rng.standard_normal(8000).astype(np.float32) * np.linspace(0.1, 1, 8000, dtype=np.float32)
+    raw = F.fbank(y, 16000, normalize=None)
+    mean = F.fbank(y, 16000, normalize="mean")
+    mv = F.fbank(y, 16000, normalize="meanvar")
+    np.testing.assert_allclose(mean, raw - raw.mean(0), atol=1e-4)
+    np.testing.assert_allclose(mv, (raw - raw.mean(0)) / raw.std(0), atol=1e-3)
+    assert np.abs(mean.mean(0)).max() < 1e-4
+
+
+def test_mfcc_matches_psf(fsdd_dir):
+    y = load_audio(_files(fsdd_dir, "*.wav", 1)[11], sr=None)
+    ours = F.mfcc(y, 8000)
+    ref = psf.mfcc(y, 8000, winfunc=np.hamming)
+    assert ours.shape == ref.shape == (ref.shape[0], 13) and ours.dtype == np.float32
+    assert np.abs(ours - ref).max() < 1e-2
+    no_lift = F.mfcc(y, 8000, n_mfcc=20, n_mels=40, lifter=0, append_energy=False)
+    ref2 = psf.mfcc(y, 8000, numcep=20, nfilt=40, ceplifter=0, appendEnergy=False, winfunc=np.hamming)
+    assert np.abs(no_lift - ref2).max() < 1e-2
+
+
+def test_batch_equals_single(rng):
+    ys = [rng.standard_normal(n).astype(np.float32) for n in (400, 401, 1234, 16000, 5555)]
+    batch = F.fbank_batch(ys, 16000)
+    assert len(batch) == len(ys)
+    for y, b in zip(ys, batch):
+        # equal up to float32 rounding: FFT/BLAS kernels round rows differently by batch position
+        np.testing.assert_allclose(b, F.fbank(y, 16000), rtol=0, atol=1e-5)
+
+
+def test_chunked_equals_unchunked(rng, monkeypatch):
+    y = rng.standard_normal(16000 * 3).astype(np.float32)
+    whole = F.fbank(y, 16000, normalize=None)
+    monkeypatch.setattr(F, "CHUNK_FRAMES", 37)
+    chunked = F.fbank(y, 16000, normalize=None)
+    chunked_batch = F.fbank_batch([y[:999], y], 16000, normalize=None)
+    np.testing.assert_allclose(chunked, whole, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(chunked_batch[1], whole, rtol=0, atol=1e-5)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    extra=st.integers(0, 3000),
+    sr=st.sampled_from([8000, 16000, 22050]),
+    frame_length=st.sampled_from([0.02, 0.025, 0.032]),
+    frame_shift=st.sampled_from([0.005, 0.01, 0.0125]),
+    n_mels=st.integers(8, 40),
+    window=st.sampled_from(["hamming", "hann", "rectangular"]),
+    seed=st.integers(0, 2**16),
+)
+def test_shape_and_finiteness_property(extra, sr, frame_length, frame_shift, n_mels, window, seed):
+    n_fft = 1024 if sr == 22050 else 512
+    win, hop = F.frame_params(sr, frame_length, frame_shift)
+    y = np.random.default_rng(seed).uniform(-1, 1, win + extra).astype(np.float32)
+    out = F.fbank(y, sr, n_mels=n_mels, frame_length=frame_length, frame_shift=frame_shift,
+                  n_fft=n_fft, window=window)
+    assert out.shape == (1 + math.ceil((len(y) - win) / hop), n_mels)
+    assert out.dtype == np.float32 and np.isfinite(out).all()
+
+
+def test_round_half_up_like_psf():
+    # 0.0125 s at 22050 Hz = 275.625 -> 276; 0.01 s at 22050 = 220.5 -> 221 (banker's round gives 220)
+    assert F.frame_params(22050, 0.0125, 0.01) == (276, 221)
+
+
+def test_from_config_and_extract(tmp_path, rng):
+    import soundfile as sf
+
+    cfg = FeatureConfig(sr=8000, n_mels=30, normalize=None)
+    y = rng.uniform(-0.5, 0.5, 16000).astype(np.float32)
+    np.testing.assert_array_equal(F.fbank_from_config(y[:8000], cfg), F.fbank(y[:8000], 8000, n_mels=30, normalize=None))
+    sf.write(tmp_path / "a.wav", y, 16000, subtype="FLOAT")
+    from_file = F.extract_features(tmp_path / "a.wav", cfg)
+    from_array = F.extract_features(y, cfg, sr=16000)
+    assert from_file.shape == (F.n_frames(8000, 200, 80), 30)
+    np.testing.assert_allclose(from_file, from_array, atol=1e-5)
+
+
+def test_errors(rng):
+    with pytest.raises(FeatureError, match="shorter than one frame"):
+        F.fbank(np.ones(399, np.float32), 16000)
+    with pytest.raises(FeatureError, match="non-finite"):
+        F.fbank(np.r_[np.ones(1000), np.nan].astype(np.float32), 16000)
+    with pytest.raises(FeatureError, match="1-D"):
+        F.fbank(np.ones((2, 1000), np.float32), 16000)
+    with pytest.raises(ConfigError):
+        F.fbank(np.ones(1000, np.float32), 16000, n_fft=256)  # 400-sample frame > n_fft
+    with pytest.raises(ConfigError):
+        F.fbank(np.ones(1000, np.float32), 16000, fmax=9000.0)
+    with pytest.raises(ConfigError):
+        F.fbank(np.ones(1000, np.float32), 16000, normalize="max")
+    with pytest.raises(ConfigError):
+        F.fbank(np.ones(1000, np.float32), -16000)
+    with pytest.raises(ConfigError):
+        F.fbank_from_config(np.ones(1000, np.float32), {"sr": 16000})
+
+
+def test_filterbank_is_cached_and_read_only():
+    a = F.mel_filterbank(16000, 512, 40)
+    assert a is F.mel_filterbank(16000, 512, 40)
+    assert not a.flags.writeable
+    assert a.shape == (40, 257) and (a.max(axis=1) > 0).all()
+
+
+def test_features_command(tmp_path, rng, capsys):
+    import soundfile as sf
+
+    from spkid.cli import main
+
+    sf.write(tmp_path / "a.wav", rng.uniform(-0.5, 0.5, 8000).astype(np.float32), 8000)
+    sf.write(tmp_path / "b.wav", np.zeros(8000, np.float32), 8000)  # silent: skipped
+    out = tmp_path / "out"
+    rc = main(["features", str(tmp_path / "a.wav"), str(tmp_path / "b.wav"), "--out", str(out),
+               "--n-mels", "24", "--normalize", "none"])
+    text = capsys.readouterr().out
+    assert rc == 0 and "1 of 2 file(s) done, 1 skipped" in text and "silent" in text
+    saved = np.load(out / "a.npy")
+    y = load_audio(tmp_path / "a.wav", sr=16000)
+    np.testing.assert_array_equal(saved, F.fbank(y, 16000, n_mels=24, normalize=None))
+    assert sorted(p.name for p in out.iterdir()) == ["a.npy"]  # no temp files left
+    assert main(["features", str(tmp_path / "b.wav")]) == 1
