@@ -1,0 +1,195 @@
+"""Feature caches under attack and accident: crafted pickles, truncation, random bytes, bad audio,
+kill -9 in the middle of a build."""
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from spkid.cache import (
+    FORMAT_VERSION,
+    MAGIC,
+    FeatureCache,
+    build_cache,
+    dump_entry,
+    load_entry,
+    restricted_loads,
+    verify_cache,
+)
+from spkid.config import FeatureConfig
+from spkid.errors import CacheError
+from spkid.splits import Manifest, Utterance, load_dataset, write_manifest
+
+CONFIG = FeatureConfig(sr=8000, n_fft=256)
+
+
+def _entry(features) -> dict:
+    return {"format_version": FORMAT_VERSION, "feature_config": CONFIG.to_dict(), "source": "a.wav",
+            "n_samples": 100, "sr": 8000, "features": features}
+
+
+class _Shell:
+    """Pickles to a call of ``func(*args)``: what an attacker would put in a cache file."""
+
+    def __init__(self, func, *args):
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return self.func, self.args
+
+
+@pytest.mark.parametrize("kind", ["os.system", "subprocess.call", "eval"])
+def test_crafted_entry_with_valid_checksum_runs_no_code(tmp_path, kind):
+    marker = tmp_path / "pwned"
+    payloads = {
+        "os.system": _Shell(os.system, f"touch {marker}"),
+        "subprocess.call": _Shell(subprocess.call, ["touch", str(marker)]),
+        "eval": _Shell(eval, f"open({str(marker)!r}, 'w').close()"),
+    }
+    path = tmp_path / "evil.pkl"
+    dump_entry(path, _entry(payloads[kind]))  # a correct header and sha256: only the unpickler stands guard
+    with pytest.raises(CacheError, match="refusing to load global") as err:
+        load_entry(path)
+    assert str(path) in str(err.value)
+    assert not marker.exists()
+    # the same payload is live: an unrestricted pickle.loads would have run it
+    pickle.loads(path.read_bytes()[len(MAGIC) + 2 + 8 + 32:])
+    assert marker.exists()
+
+
+def test_truncated_and_foreign_entries(tmp_path):
+    path = tmp_path / "e.pkl"
+    dump_entry(path, _entry(np.ones((3, 40), np.float32)))
+    good = path.read_bytes()
+    assert load_entry(path)["features"].shape == (3, 40)
+    cases = {
+        b"": "truncated",
+        good[:20]: "truncated",
+        good[:-1]: "truncated",
+        good + b"x": "truncated",
+        b"NOTSPKID" + good[8:]: "magic",
+        good[:8] + (FORMAT_VERSION + 1).to_bytes(2, "big") + good[10:]: "version",
+    }
+    for data, words in cases.items():
+        path.write_bytes(data)
+        with pytest.raises(CacheError, match=words):
+            load_entry(path)
+    with pytest.raises(CacheError, match="not found"):
+        load_entry(tmp_path / "absent.pkl")
+
+
+@pytest.mark.parametrize("payload", [[1, 2], {"features": np.ones(3, np.float32)}, _entry(np.ones((3, 40))),
+                                     _entry(np.ones(40, np.float32)), _entry("text")])
+def test_well_formed_but_wrong_content(tmp_path, payload):
+    dump_entry(tmp_path / "e.pkl", payload)
+    with pytest.raises(CacheError):
+        load_entry(tmp_path / "e.pkl")
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=256), cut=st.integers(0, 400), flip=st.integers(0, 400))
+def test_random_and_mutated_bytes_raise_only_cache_error(tmp_path_factory, data, cut, flip):
+    valid = pickle.dumps(_entry(np.arange(6, dtype=np.float32).reshape(2, 3)), protocol=4)
+    mutated = bytearray(valid[:cut] + data + valid[cut:])
+    if mutated:
+        mutated[flip % len(mutated)] ^= 0x5A
+    for blob in (data, bytes(mutated)):
+        try:
+            restricted_loads(blob)
+        except CacheError:
+            pass
+    path = tmp_path_factory.mktemp("fuzz") / "e.pkl"
+    for blob in (data, MAGIC + data):
+        path.write_bytes(blob)
+        with pytest.raises(CacheError):
+            load_entry(path)
+    # even with a correct header, junk payloads only ever give CacheError
+    header = MAGIC + FORMAT_VERSION.to_bytes(2, "big") + len(mutated).to_bytes(8, "big")
+    path.write_bytes(header + hashlib.sha256(bytes(mutated)).digest() + bytes(mutated))
+    try:
+        load_entry(path)
+    except CacheError:
+        pass
+
+
+def test_bad_audio_is_reported_and_skipped(fsdd_dir, tmp_path):
+    root = tmp_path / "data"
+    root.mkdir()
+    good = ["0_george_7.wav", "0_theo_7.wav", "1_lucas_7.wav"]
+    for name in good:
+        shutil.copy(fsdd_dir / name, root)
+    (root / "empty.wav").write_bytes(b"")
+    (root / "junk.wav").write_bytes(b"RIFF not really a wave file" * 10)
+    utts = [Utterance(n, n.split("_")[1]) for n in good] + [
+        Utterance(n, "x") for n in ("empty.wav", "junk.wav", "missing.wav")
+    ]
+    report = build_cache(Manifest(root, tuple(utts)), tmp_path / "cache", CONFIG, workers=2, progress=False)
+    assert report.built == 3 and report.skipped == 0
+    assert sorted(r for r, _ in report.failed) == ["empty.wav", "junk.wav", "missing.wav"]
+    assert all(msg for _, msg in report.failed)
+    cache = FeatureCache(tmp_path / "cache")
+    assert sorted(u.path for u in cache.utterances()) == sorted(good)
+    assert sorted(verify_cache(tmp_path / "cache").missing) == ["empty.wav", "junk.wav", "missing.wav"]
+
+
+def test_not_a_cache(tmp_path):
+    with pytest.raises(CacheError, match="no cache.json"):
+        FeatureCache(tmp_path)
+    (tmp_path / "cache.json").write_text("{broken")
+    with pytest.raises(CacheError, match="cannot read cache header"):
+        FeatureCache(tmp_path)
+    (tmp_path / "cache.json").write_text('{"format": "spkid-feature-cache", "format_version": 1, "feature_config": {"n_mel": 3}}')
+    with pytest.raises(CacheError, match="n_mel"):
+        FeatureCache(tmp_path)
+
+
+def _prepare(*args: str, **kw):
+    return subprocess.Popen([sys.executable, "-m", "spkid", "prepare", *args, "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def test_prepare_exits_nonzero_only_when_nothing_usable(tmp_path):
+    for i in range(3):
+        (tmp_path / "data" / "spk").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "data" / "spk" / f"{i}.wav").write_bytes(b"")
+    out, err = (p := _prepare(str(tmp_path / "data"), "--cache", str(tmp_path / "cache"))).communicate(timeout=120)
+    assert p.returncode == 1, err
+    assert "failed 3" in out and "nothing usable" in out and "spk/0.wav" in out
+
+
+def test_kill_9_midway_leaves_only_valid_entries(fsdd_dir, tmp_path):
+    full = load_dataset(fsdd_dir)
+    manifest = Manifest(full.root, full.utterances[::15])  # 200 real files
+    write_manifest(tmp_path / "m.txt", manifest)
+    args = ["x", "--manifest", str(tmp_path / "m.txt"), "--cache", str(tmp_path / "cache"), "--workers", "2"]
+    proc = _prepare(*args, start_new_session=True)
+    entries = tmp_path / "cache" / "entries"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if entries.is_dir() and sum(n.endswith(".pkl") for n in os.listdir(entries)) >= 10:
+            break
+        time.sleep(0.001)
+    assert proc.poll() is None, f"build ended before it could be killed: {proc.communicate()}"
+    os.killpg(proc.pid, signal.SIGKILL)  # the builder and its worker processes
+    proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    done = [n for n in os.listdir(entries) if n.endswith(".pkl")]
+    assert 10 <= len(done) < 200
+    for name in done:  # no entry that exists is invalid
+        assert load_entry(entries / name)["source"] == name[: -len(".pkl")]
+    rerun = _prepare(*args)
+    out, err = rerun.communicate(timeout=120)
+    assert rerun.returncode == 0, err
+    assert f"built {200 - len(done)}, skipped {len(done)} " in out
+    report = verify_cache(tmp_path / "cache")
+    assert report.complete and report.valid == 200
