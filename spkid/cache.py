@@ -54,6 +54,7 @@ MAGIC = b"SPKIDFC\x00"
 _HEADER = struct.Struct(">8sHQ32s")  # magic, version, payload length, sha256
 _ENTRY_KEYS = {"format_version", "feature_config", "source", "n_samples", "sr", "features"}
 _CACHE_FORMAT = "spkid-feature-cache"
+_STALE_TMP_S = 600.0
 
 
 # ----------------------------------------------------------------------------------- restricted pickle
@@ -308,6 +309,8 @@ def build_cache(
     _open_or_create(cache_dir, config)
     write_manifest(cache_dir / "manifest.txt", manifest)
     LabelMap.from_manifest(manifest).save(cache_dir / "labels.json")
+    for stale in _stray_tmp(cache_dir, older_than=_STALE_TMP_S):  # a live writer renames its file in ms
+        stale.unlink(missing_ok=True)
 
     config_dict = config.to_dict()
     root = str(Path(manifest.root).resolve())
@@ -348,10 +351,28 @@ class VerifyReport:
     valid: int = 0
     missing: list[str] = dataclasses.field(default_factory=list)
     corrupt: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    stray_tmp: list[str] = dataclasses.field(default_factory=list)  # left by an interrupted build
 
     @property
     def complete(self) -> bool:
         return not self.missing and not self.corrupt
+
+
+def _stray_tmp(cache_dir: Path, older_than: float = 0.0) -> list[Path]:
+    """Temporary files of interrupted entry writes (``.name.XXXX.tmp``) older than ``older_than`` s."""
+    import time
+
+    now, out = time.time(), []
+    for dirpath, _, filenames in os.walk(cache_dir / "entries"):
+        for f in filenames:
+            p = Path(dirpath) / f
+            if f.startswith(".") and f.endswith(".tmp"):
+                try:
+                    if now - p.stat().st_mtime >= older_than:
+                        out.append(p)
+                except FileNotFoundError:  # renamed by a concurrent writer
+                    pass
+    return out
 
 
 def verify_cache(cache_dir: str | os.PathLike, manifest: Manifest | None = None) -> VerifyReport:
@@ -375,6 +396,7 @@ def verify_cache(cache_dir: str | os.PathLike, manifest: Manifest | None = None)
             report.corrupt.append((u.path, "entry belongs to another file or feature config"))
         else:
             report.valid += 1
+    report.stray_tmp = [str(p) for p in _stray_tmp(cache_dir)]
     return report
 
 

@@ -3,6 +3,7 @@ sharding, concurrent builders, and the ``spkid prepare`` command."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -58,7 +59,12 @@ def test_corrupt_entries_are_reported_and_rebuilt(manifest20, tmp_path):
     paths[1].write_bytes(bytes(flipped))  # bit flip in the payload
     paths[2].write_bytes(b"garbage")
     paths[3].unlink()
+    stale, fresh = (tmp_path / "entries" / f".{n}.tmp" for n in ("stale", "fresh"))  # from interrupted writes
+    stale.write_bytes(b"half")
+    fresh.write_bytes(b"half")
+    os.utime(stale, (0, 0))
     report = verify_cache(tmp_path)
+    assert sorted(report.stray_tmp) == sorted(map(str, (fresh, stale)))
     assert report.missing == [rels[3]] and sorted(r for r, _ in report.corrupt) == sorted(rels[:3])
     assert report.valid == 16 and not report.complete
     with pytest.raises(CacheError, match="checksum"):
@@ -66,6 +72,7 @@ def test_corrupt_entries_are_reported_and_rebuilt(manifest20, tmp_path):
     rebuilt = build_cache(manifest20, tmp_path, CONFIG, progress=False)
     assert (rebuilt.built, rebuilt.skipped) == (4, 16)
     assert verify_cache(tmp_path).complete
+    assert fresh.exists() and not stale.exists()  # a fresh one may belong to a concurrent builder
 
 
 def test_other_feature_config_is_refused_showing_both(manifest20, tmp_path):

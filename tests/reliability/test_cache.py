@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -193,3 +194,7 @@ def test_kill_9_midway_leaves_only_valid_entries(fsdd_dir, tmp_path):
     assert f"built {200 - len(done)}, skipped {len(done)} " in out
     report = verify_cache(tmp_path / "cache")
     assert report.complete and report.valid == 200
+    for tmp in map(Path, report.stray_tmp):  # half-written temp files of the killed build go when stale
+        os.utime(tmp, (0, 0))
+    build_cache(manifest, tmp_path / "cache", FeatureConfig(), progress=False)
+    assert verify_cache(tmp_path / "cache").stray_tmp == []
