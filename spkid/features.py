@@ -29,6 +29,7 @@ import contextlib
 import decimal
 import functools
 import os
+import threading
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -236,9 +237,40 @@ def _fill_frames(dst: np.ndarray, y: np.ndarray, f0: int, f1: int, p: _Params) -
     np.multiply(frames, p.window, out=dst[:, :win])
 
 
-def _mel_energies(buf: np.ndarray, p: _Params, out: np.ndarray) -> None:
-    """``out = |rfft(buf)|^2 / n_fft @ filterbank`` for a (m, n_fft) frame buffer, fused in one matmul."""
-    spec = scipy.fft.rfft(buf, axis=1, workers=1)  # (m, n_fft//2+1) complex64
+try:  # scipy's pocketfft binding accepts an output array; scipy.fft.rfft does not expose it
+    from scipy.fft._pocketfft.pypocketfft import r2c as _r2c
+except ImportError:  # pragma: no cover - other scipy builds
+    _r2c = None
+
+_workspace = threading.local()
+
+
+def _buffers(rows: int, n_fft: int, win: int) -> tuple[np.ndarray, np.ndarray]:
+    """This thread's reusable (frames, spectrum) buffers: no page faults or zeroing per call.
+
+    ``frames[:, win:]`` must stay zero, so buffers are keyed by ``win`` too; callers only ever write
+    ``frames[:, :win]``.
+    """
+    cache = _workspace.__dict__.setdefault("bufs", {})
+    key = (rows, n_fft, win)
+    if key not in cache:
+        cache.clear()  # one live size per thread keeps the footprint at one chunk
+        cache[key] = (np.zeros((rows, n_fft), np.float32), np.empty((rows, n_fft // 2 + 1), np.complex64))
+    return cache[key]
+
+
+def _rfft_into(buf: np.ndarray, spec: np.ndarray) -> np.ndarray:
+    if _r2c is not None:
+        try:
+            return _r2c(buf, (1,), True, 0, spec, 1)
+        except TypeError:  # pragma: no cover - signature changed
+            pass
+    return scipy.fft.rfft(buf, axis=1, workers=1)
+
+
+def _mel_energies(buf: np.ndarray, spec: np.ndarray, p: _Params, out: np.ndarray) -> None:
+    """``out = |rfft(buf)|^2 / n_fft @ filterbank`` for a (m, n_fft) frame buffer (block matmuls)."""
+    spec = _rfft_into(buf, spec)  # (m, n_fft//2+1) complex64
     ri = spec.view(np.float32)  # (m, 2 * bins): interleaved (re, im)
     np.square(ri, out=ri)
     for c0, c1, j0, j1, w in p.blocks:
@@ -271,7 +303,9 @@ def _energies_batch_st(ys: Sequence[np.ndarray], p: _Params) -> list[np.ndarray]
     counts = [n_frames(y.size, p.win, p.hop) for y in ys]
     outs = [np.empty((n, p.n_out), dtype=np.float32) for n in counts]
     total = sum(counts)
-    buf = np.zeros((min(CHUNK_FRAMES, max(total, 1)), p.n_fft), dtype=np.float32)
+    frames, spectra = _buffers(CHUNK_FRAMES, p.n_fft, p.win)
+    rows = min(CHUNK_FRAMES, max(total, 1))
+    buf = frames[:rows]
     pending: list[tuple[int, int, int, int]] = []  # (signal, f0, f1, row)
     used = 0
 
@@ -279,7 +313,7 @@ def _energies_batch_st(ys: Sequence[np.ndarray], p: _Params) -> list[np.ndarray]
         nonlocal used
         if used:
             mel = np.empty((used, p.n_out), dtype=np.float32)
-            _mel_energies(buf[:used], p, mel)
+            _mel_energies(buf[:used], spectra[:used], p, mel)
             for i, f0, f1, row in pending:
                 outs[i][f0:f1] = mel[row : row + f1 - f0]
             pending.clear()

@@ -220,3 +220,11 @@ def test_features_command(tmp_path, rng, capsys):
     np.testing.assert_array_equal(saved, F.fbank(y, 16000, n_mels=24, normalize=None))
     assert sorted(p.name for p in out.iterdir()) == ["a.npy"]  # no temp files left
     assert main(["features", str(tmp_path / "b.wav")]) == 1
+
+
+def test_results_do_not_depend_on_previous_calls(rng):
+    """Reused work buffers must not leak samples between calls with different frame lengths."""
+    y = rng.uniform(-1, 1, 8000).astype(np.float32)
+    first = F.fbank(y, 8000, frame_length=0.02, n_fft=512)
+    F.fbank(y, 16000, frame_length=0.032, n_fft=512)  # longer frames dirty more buffer columns
+    np.testing.assert_array_equal(F.fbank(y, 8000, frame_length=0.02, n_fft=512), first)
