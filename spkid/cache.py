@@ -31,7 +31,16 @@ import numpy as np
 
 from .config import FeatureConfig
 from .errors import CacheError, ConfigError, SpkidError
-from .splits import LabelMap, Manifest, Utterance, atomic_write_bytes, atomic_write_text, read_manifest, write_manifest
+from .splits import (
+    LabelMap,
+    Manifest,
+    Utterance,
+    atomic_write_bytes,
+    atomic_write_text,
+    read_json_file,
+    read_manifest,
+    write_manifest,
+)
 
 __all__ = [
     "FORMAT_VERSION",
@@ -176,12 +185,9 @@ def _check_shard(shard: tuple[int, int] | None) -> tuple[int, int] | None:
 # -------------------------------------------------------------------------------------- cache header
 def _read_header(cache_dir: Path) -> FeatureConfig:
     path = cache_dir / "cache.json"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CacheError("not a feature cache (no cache.json); build it with `spkid prepare`", path=cache_dir) from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise CacheError(f"cannot read cache header: {exc}", path=path) from None
+    if not path.exists():
+        raise CacheError("not a feature cache (no cache.json); build it with `spkid prepare`", path=cache_dir)
+    data = read_json_file(path, "cache header", CacheError)
     if not isinstance(data, dict) or data.get("format") != _CACHE_FORMAT:
         raise CacheError(f"not a spkid feature cache header (format != {_CACHE_FORMAT!r})", path=path)
     if data.get("format_version") != FORMAT_VERSION:

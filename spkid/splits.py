@@ -28,7 +28,7 @@ from collections import Counter, defaultdict
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
-from .errors import SplitError
+from .errors import SpkidError, SplitError
 
 __all__ = [
     "SPLITS",
@@ -56,6 +56,7 @@ __all__ = [
     "check_relpath",
     "atomic_write_bytes",
     "atomic_write_text",
+    "read_json_file",
 ]
 
 SPLITS = ("train", "val", "test")
@@ -161,6 +162,17 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """UTF-8 text version of :func:`atomic_write_bytes`."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def read_json_file(path: str | os.PathLike, what: str, error: type[SpkidError] = SplitError):
+    """Parse a JSON file; a missing, unreadable or invalid file raises ``error`` naming it and ``what`` it is."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise error(f"{what} not found", path=path) from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise error(f"cannot read {what} (corrupt or truncated?): {exc}", path=path) from None
 
 
 def _read_lines(path: Path, what: str) -> list[tuple[int, str]]:
@@ -725,11 +737,4 @@ class LabelMap:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "LabelMap":
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise SplitError("label map not found", path=path) from None
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
-            raise SplitError(f"cannot read label map: {exc}", path=path) from None
-        return cls.from_dict(data, path=path)
+        return cls.from_dict(read_json_file(path, "label map"), path=path)
