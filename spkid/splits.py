@@ -14,7 +14,7 @@ Supported layouts (``load_dataset(root, layout=...)``; ``"auto"`` picks one by l
 - ``"manifest"``: a manifest text file written by :func:`write_manifest`.
 
 Splits: ``"train"``, ``"val"``, ``"test"``. Datasets without an official split get a seeded, per-file
-hash split (:func:`assign_splits`) that never moves a file when others are added.
+hash split (:func:`assign_splits`) that keeps files in place when others are added.
 """
 from __future__ import annotations
 
@@ -434,9 +434,10 @@ def assign_splits(
 ) -> list[Utterance]:
     """Seeded per-file split for datasets without an official one.
 
-    Each file's split depends only on ``sha1(seed, path)``, so adding files never moves existing ones
-    and no file lands in two parts. Every speaker keeps at least one training file (the file with the
-    highest hash is moved to train if the draw left none), so closed-set identification stays possible.
+    Each file's split depends only on ``sha1(seed, path)``, so no file lands in two parts and adding
+    files moves no existing one. Every speaker keeps at least one training file, so closed-set
+    identification stays possible: if the draw left a speaker none, its file with the highest hash
+    goes to train (the one exception to stability: a later file drawn into train releases it).
     """
     if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):
         raise SplitError(f"split fractions must satisfy 0 <= val, test and val + test < 1; got val={val}, test={test}")
