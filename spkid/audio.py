@@ -22,7 +22,7 @@ import numpy as np
 
 from .errors import AudioError, ConfigError
 
-__all__ = ["AudioInfo", "info", "load_audio", "load_audio_with_rate"]
+__all__ = ["AudioInfo", "info", "load_audio", "load_audio_with_rate", "resample"]
 
 # Extensions libsndfile decodes natively; anything else may go through audioread.
 _SOUNDFILE_EXTS = {
@@ -130,6 +130,19 @@ def _decode_audioread(path: Path, sf_reason: str) -> tuple[np.ndarray, int]:
     return data, rate
 
 
+def resample(y: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
+    """Band-limited resampling with libsoxr (HQ): ``(n,)`` or ``(n, channels)`` float32 in, same out."""
+    _check_rate(orig_sr, "orig_sr", allow_none=False)
+    _check_rate(target_sr, "target_sr", allow_none=False)
+    if orig_sr == target_sr:
+        return np.asarray(y, dtype=np.float32)
+    import soxr
+
+    return soxr.resample(np.asarray(y, dtype=np.float32), orig_sr, target_sr, quality="HQ").astype(
+        np.float32, copy=False
+    )
+
+
 def load_audio_with_rate(
     path: str | os.PathLike,
     sr: int | None = 16000,
@@ -167,10 +180,7 @@ def load_audio_with_rate(
     else:
         y = data
     if sr is not None and sr != rate:
-        import soxr
-
-        y = soxr.resample(y, rate, int(sr), quality="HQ").astype(np.float32, copy=False)
-        rate = int(sr)
+        y, rate = resample(y, rate, int(sr)), int(sr)
     y = np.ascontiguousarray(y if mono else y.T, dtype=np.float32)
     return y, rate
 

@@ -14,14 +14,16 @@ Recipe (H. Fayek, "Speech Processing for Machine Learning: Filter banks, MFCCs a
 6. ``normalize="mean"`` subtracts each filter's mean over frames (cepstral mean normalisation);
    ``"meanvar"`` also divides by its standard deviation; ``None`` leaves the log energies alone.
 
-Implementation: frames are strided views (no index arrays); pre-emphasis and windowing are fused into
-one pass that writes straight into a zero-padded ``(frames, n_fft)`` float32 buffer; one
-``scipy.fft.rfft`` call transforms a whole chunk of frames; the complex spectrum is viewed as interleaved
-float32 (re, im) pairs, squared in place, and multiplied by a filterbank whose rows are duplicated for the
-(re, im) pairs and restricted to the filters' nonzero bins -- so ``|X|^2``, the ``1/n_fft`` scale and the
-filterbank are a single BLAS matmul. Long clips are processed in chunks of :data:`CHUNK_FRAMES` frames,
-so peak memory beyond the output is bounded; :func:`fbank_batch` packs the frames of many signals into the
-same chunks, so a batch of short clips costs one FFT call per chunk.
+Implementation: frames are strided views (no index arrays); pre-emphasis is applied per chunk and the
+window multiply writes straight into a reused, zero-padded ``(frames, n_fft)`` float32 buffer; one
+pocketfft real-FFT call (scipy's) transforms a whole chunk of frames into a reused complex64 buffer; the
+spectrum is viewed as interleaved float32 (re, im) pairs, squared in place, and multiplied by the
+filterbank with its rows duplicated for the (re, im) pairs -- so ``|X|^2``, the ``1/n_fft`` scale and the
+filters are a few small single-threaded BLAS matmuls over blocks of filters that skip the filterbank's
+zeros. Long clips are processed in chunks of :data:`CHUNK_FRAMES` frames, so memory beyond the output
+is bounded; :func:`fbank_batch` packs the frames of many signals into the same chunks, so a batch of
+short clips costs one FFT call per chunk. Results agree with a float64 computation to ~1e-4 in the log
+wherever a filter holds more than ~1e-7 of its frame's power (float32's resolution).
 """
 from __future__ import annotations
 
@@ -37,7 +39,7 @@ import scipy.fft
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .config import FeatureConfig
-from .errors import ConfigError, FeatureError
+from .errors import AudioError, ConfigError, FeatureError
 
 __all__ = [
     "EPS",
@@ -467,8 +469,6 @@ def extract_features(path_or_y, config: FeatureConfig, *, sr: int | None = None)
         y = load_audio(path_or_y, sr=config.sr, min_duration=0.0)
         p = _Params(config)
         if y.size < p.win:
-            from .errors import AudioError
-
             raise AudioError(
                 f"too short for one {config.frame_length * 1000:g} ms frame ({y.size} samples at "
                 f"{config.sr} Hz)", path=path_or_y,
@@ -476,11 +476,9 @@ def extract_features(path_or_y, config: FeatureConfig, *, sr: int | None = None)
         return _fbank_batch([y], p)[0]
     y = _as_signal(path_or_y)
     if sr is not None and sr != config.sr:
-        from .audio import _check_rate
-        import soxr
+        from .audio import resample
 
-        _check_rate(sr, allow_none=False)
-        y = soxr.resample(y, sr, config.sr, quality="HQ").astype(np.float32, copy=False)
+        y = resample(y, sr, config.sr)
     return fbank_from_config(y, config)
 
 
