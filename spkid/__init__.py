@@ -37,6 +37,8 @@ _LAZY = {
     "mfcc": "features",
     "fbank_batch": "features",
     "extract_features": "features",
+    "fbank_from_config": "features",
+    "load_audio_with_rate": "audio",
     "Utterance": "splits",
     "Manifest": "splits",
     "LabelMap": "splits",
