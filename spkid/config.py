@@ -8,6 +8,7 @@ and YAML, so they can be stored next to caches, checkpoints and galleries.
 from __future__ import annotations
 
 import dataclasses
+import decimal
 import json
 import math
 import types
@@ -143,6 +144,12 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
+def round_half_up(x: float) -> int:
+    """Seconds x rate -> samples, rounding halves up like python_speech_features (0.5 -> 1), not
+    Python's banker's rounding. The one rule for frame lengths in spkid."""
+    return int(decimal.Decimal(x).quantize(decimal.Decimal("1"), rounding=decimal.ROUND_HALF_UP))
+
+
 def load_yaml_config(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping (safe loader) and return it; errors name the file."""
     import yaml
@@ -219,12 +226,12 @@ class FeatureConfig(StrictConfig):
     @property
     def win_length(self) -> int:
         """Frame length in samples."""
-        return int(round(self.frame_length * self.sr))
+        return round_half_up(self.frame_length * self.sr)
 
     @property
     def hop_length(self) -> int:
         """Frame shift in samples."""
-        return int(round(self.frame_shift * self.sr))
+        return round_half_up(self.frame_shift * self.sr)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -28,7 +28,6 @@ wherever a filter holds more than ~1e-7 of its frame's power (float32's resoluti
 from __future__ import annotations
 
 import contextlib
-import decimal
 import functools
 import os
 import threading
@@ -38,7 +37,7 @@ import numpy as np
 import scipy.fft
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .config import FeatureConfig
+from .config import FeatureConfig, round_half_up
 from .errors import AudioError, ConfigError, FeatureError
 
 __all__ = [
@@ -66,14 +65,9 @@ _WINDOWS = {
 }
 
 
-def _round_half_up(x: float) -> int:
-    """Round like python_speech_features (0.5 -> 1), not Python's banker's rounding."""
-    return int(decimal.Decimal(x).quantize(decimal.Decimal("1"), rounding=decimal.ROUND_HALF_UP))
-
-
 def frame_params(sr: int, frame_length: float, frame_shift: float) -> tuple[int, int]:
     """``(win, hop)`` in samples for frame length/shift in seconds (round half up)."""
-    return _round_half_up(frame_length * sr), _round_half_up(frame_shift * sr)
+    return round_half_up(frame_length * sr), round_half_up(frame_shift * sr)
 
 
 def n_frames(n_samples: int, win: int, hop: int) -> int:
