@@ -36,6 +36,15 @@ def _seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Tiny models on a shared 2-core machine: PyTorch's spinning intra-op threads cost up to 100x."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_outputs(name, rng):
     contract.check_outputs(TorchBackend, name, rng)
