@@ -1,7 +1,8 @@
 """Backend-neutral checks every registered model must pass, shared by tests/torch and tests/keras.
 
-Each backend's test module passes an adapter with ``create(name, n_classes, **overrides)``,
-``run(model, x, lengths=None) -> dict of numpy`` (eval mode) and ``reload(model, tmp_path) -> model``.
+Each backend's test module subclasses :class:`ModelContract`, setting ``backend`` to an adapter with
+``create(name, n_classes, **overrides)``, ``run(model, x, lengths=None) -> dict of numpy`` (eval mode)
+and ``reload(model, tmp_path) -> model``; pytest collects the inherited tests for every registered model.
 """
 from __future__ import annotations
 
@@ -108,3 +109,37 @@ def check_unknown_name(backend) -> None:
         backend.create("resnet18", N_CLASSES, resnet={"widht": 4})
     with pytest.raises(ConfigError, match="n_classes"):
         backend.create("resnet18", 0)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models on a shared 2-core machine: PyTorch's spinning intra-op threads can cost 100x."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+class ModelContract:
+    backend = None  # set by subclasses
+
+    @pytest.mark.parametrize("name", MODEL_NAMES)
+    def test_outputs(self, name, rng):
+        check_outputs(self.backend, name, rng)
+
+    @pytest.mark.parametrize("name", MODEL_NAMES)
+    def test_penalty_one_frame(self, name, rng):
+        check_penalty_one_frame(self.backend, name, rng)
+
+    @pytest.mark.parametrize("name", MODEL_NAMES)
+    def test_masking(self, name, rng):
+        check_masking(self.backend, name, rng)
+
+    @pytest.mark.parametrize("name", MODEL_NAMES)
+    def test_reload(self, name, rng, tmp_path):
+        check_reload(self.backend, name, rng, tmp_path)
+
+    def test_unknown_name(self):
+        check_unknown_name(self.backend)

@@ -37,28 +37,11 @@ def _seed():
     keras.utils.set_random_seed(0)
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
-def test_outputs(name, rng):
-    contract.check_outputs(KerasBackend, name, rng)
+class TestContract(contract.ModelContract):
+    backend = KerasBackend
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
-def test_penalty_one_frame(name, rng):
-    contract.check_penalty_one_frame(KerasBackend, name, rng)
-
-
-@pytest.mark.parametrize("name", MODEL_NAMES)
-def test_masking(name, rng):
-    contract.check_masking(KerasBackend, name, rng)
-
-
-@pytest.mark.parametrize("name", MODEL_NAMES)
-def test_reload(name, rng, tmp_path):
-    contract.check_reload(KerasBackend, name, rng, tmp_path)
-
-
-def test_unknown_name():
-    contract.check_unknown_name(KerasBackend)
+def test_list_models():
     assert spkid_keras.list_models() == list(MODEL_NAMES)
 
 

@@ -19,18 +19,10 @@ from spkid.features import extract_features  # noqa: E402
 from spkid.specs import MODEL_NAMES, model_spec, output_frames  # noqa: E402
 from spkid_keras.convert import keras_to_torch, torch_to_keras  # noqa: E402
 from tests import model_contract as contract  # noqa: E402
+from tests.model_contract import one_torch_thread  # noqa: E402,F401 (fixture)
 
-pytestmark = pytest.mark.parity
+pytestmark = [pytest.mark.parity, pytest.mark.usefixtures("one_torch_thread")]
 KEYS = ("logits", "embedding", "attention", "penalty")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models on a shared 2-core machine: PyTorch's spinning intra-op threads cost 100x."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def assert_close(a, b, what, tol=1e-4):

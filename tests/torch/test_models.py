@@ -1,4 +1,5 @@
-"""PyTorch models: every registered model against the shared contract (tests/model_contract.py)."""
+"""PyTorch models: every registered model against the shared contract (tests/model_contract.py),
+plus gradients and pooling modes."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,6 +11,10 @@ import spkid_torch  # noqa: E402
 from spkid.specs import MODEL_NAMES, model_spec  # noqa: E402
 from spkid_torch.models import SpeakerNet  # noqa: E402
 from tests import model_contract as contract  # noqa: E402
+from tests.model_contract import one_torch_thread  # noqa: E402,F401 (fixture)
+
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class TorchBackend:
@@ -36,37 +41,11 @@ def _seed():
     torch.manual_seed(0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models on a shared 2-core machine: PyTorch's spinning intra-op threads cost up to 100x."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+class TestContract(contract.ModelContract):
+    backend = TorchBackend
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
-def test_outputs(name, rng):
-    contract.check_outputs(TorchBackend, name, rng)
-
-
-@pytest.mark.parametrize("name", MODEL_NAMES)
-def test_penalty_one_frame(name, rng):
-    contract.check_penalty_one_frame(TorchBackend, name, rng)
-
-
-@pytest.mark.parametrize("name", MODEL_NAMES)
-def test_masking(name, rng):
-    contract.check_masking(TorchBackend, name, rng)
-
-
-@pytest.mark.parametrize("name", MODEL_NAMES)
-def test_reload(name, rng, tmp_path):
-    contract.check_reload(TorchBackend, name, rng, tmp_path)
-
-
-def test_unknown_name():
-    contract.check_unknown_name(TorchBackend)
+def test_list_models():
     assert spkid_torch.list_models() == list(MODEL_NAMES)
 
 
