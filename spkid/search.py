@@ -108,6 +108,8 @@ class SpeakerIndex(BaseEstimator):
     faiss_index : ``"flat"`` | ``"ivf"`` | ``"hnsw"`` (FAISS backend only).
     nlist : IVF cells; ``None`` picks ``4 * sqrt(n)`` capped so every cell gets >= 39 training points.
     nprobe : IVF cells visited per query.
+    train_size : IVF k-means training points (a seeded random subset of the gallery); ``None``:
+        ``min(n, 64 * nlist)``.
     hnsw_m, ef_construction, ef_search : HNSW graph degree and beam widths at build / query time.
     batch_size : queries per batch; the exact backend holds ``batch_size x n_gallery`` float32.
     score_mode : how :meth:`scores` rates a speaker: ``"max"`` (best match among the speaker's gallery
@@ -128,6 +130,7 @@ class SpeakerIndex(BaseEstimator):
         faiss_index: str = "flat",
         nlist: int | None = None,
         nprobe: int = 16,
+        train_size: int | None = None,
         hnsw_m: int = 32,
         ef_construction: int = 80,
         ef_search: int = 64,
@@ -142,6 +145,7 @@ class SpeakerIndex(BaseEstimator):
         self.faiss_index = faiss_index
         self.nlist = nlist
         self.nprobe = nprobe
+        self.train_size = train_size
         self.hnsw_m = hnsw_m
         self.ef_construction = ef_construction
         self.ef_search = ef_search
@@ -164,8 +168,10 @@ class SpeakerIndex(BaseEstimator):
             v = getattr(self, name)
             if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
-        if self.nlist is not None and (not isinstance(self.nlist, (int, np.integer)) or self.nlist < 1):
-            raise ValueError(f"nlist must be None or a positive int, got {self.nlist!r}")
+        for name in ("nlist", "train_size"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1):
+                raise ValueError(f"{name} must be None or a positive int, got {v!r}")
 
     def fit(self, embeddings, labels, ids=None) -> "SpeakerIndex":
         """Store the gallery: ``embeddings`` (n, D), ``labels`` (n,) speaker of each row, ``ids``
@@ -227,10 +233,11 @@ class SpeakerIndex(BaseEstimator):
             nlist = self._auto_nlist(x.shape[0])
             quantizer = faiss.IndexFlatIP(d) if ip else faiss.IndexFlatL2(d)
             index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss_metric)
+            n_train = max(nlist, self.train_size or 64 * nlist)
             train = x
-            if x.shape[0] > 256 * nlist:  # faiss would subsample anyway; do it reproducibly
+            if x.shape[0] > n_train:  # a reproducible subset keeps k-means affordable
                 rng = np.random.default_rng(self.seed)
-                train = x[np.sort(rng.choice(x.shape[0], 256 * nlist, replace=False))]
+                train = x[np.sort(rng.choice(x.shape[0], n_train, replace=False))]
             index.cp.seed = self.seed
             index.train(train)
             index.nprobe = min(self.nprobe, nlist)

@@ -1,0 +1,192 @@
+"""Speaker-search benchmark: exact linear scan vs FAISS flat / IVF / HNSW.
+
+For galleries of ``--sizes`` unit-norm ``--dim``-d float32 vectors, measures per method the build time,
+the latency of one query at a time, the batched cost (ms per query in batches of ``--queries``), and
+recall@k against the exact search, for two query sets:
+
+- ``near``: a new recording of an enrolled item: a gallery item plus noise (cosine ~``--near-cos`` to
+  it), the realistic case for identification;
+- ``random``: random directions, unrelated to the gallery (the worst case for approximate search).
+
+``--gallery random`` (default) draws i.i.d. random vectors, as in the issue. ``--gallery speakers``
+draws ``--per-speaker`` utterances around each of ``n / per-speaker`` speaker directions (cosine
+~0.7 to their centre), closer to real embeddings: there, the k nearest items of a new recording are
+mostly the same speaker's enrolment utterances.
+
+Goal (issue 5): <= 5 ms per query at 1M items with recall@10 >= 0.95; the exact scan is the baseline.
+
+    python benchmarks/search.py --sizes 10000 100000 1000000
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import math
+import os
+import sys
+import time
+
+import numpy as np
+
+from spkid.search import SpeakerIndex, l2_normalize
+
+GOAL_MS, GOAL_RECALL = 5.0, 0.95
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    p.add_argument("--dim", type=int, default=256)
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--queries", type=int, default=1000, help="queries per set, searched as one batch")
+    p.add_argument("--single", type=int, default=100, help="queries timed one at a time")
+    p.add_argument("--gallery", choices=["random", "speakers"], default="random")
+    p.add_argument("--per-speaker", type=int, default=10)
+    p.add_argument("--near-cos", type=float, default=0.85, help="cosine of a 'near' query to its item")
+    p.add_argument("--methods", nargs="+", default=["exact", "flat", "ivf", "hnsw"],
+                   choices=["exact", "flat", "ivf", "hnsw"])
+    p.add_argument("--nlist", type=int, default=None, help="IVF cells (default: sqrt(n))")
+    p.add_argument("--nprobe", type=int, default=64)
+    p.add_argument("--hnsw-m", type=int, default=32)
+    p.add_argument("--ef-construction", type=int, default=40)
+    p.add_argument("--ef-search", type=int, default=64)
+    p.add_argument("--hnsw-max-size", type=int, default=100_000,
+                   help="skip HNSW above this gallery size (its build is slow on few cores)")
+    p.add_argument("--threads", type=int, default=None, help="FAISS threads (default: all usable)")
+    p.add_argument("--seed", type=int, default=0)
+    return p.parse_args(argv)
+
+
+def unit(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
+    return l2_normalize(rng.standard_normal((n, d), dtype=np.float32))
+
+
+def around(rng: np.random.Generator, x: np.ndarray, cos: float) -> np.ndarray:
+    """Unit vectors at cosine ~``cos`` from the rows of unit ``x`` (isotropic noise)."""
+    sigma = math.sqrt(1.0 / cos**2 - 1.0) / math.sqrt(x.shape[1])
+    return l2_normalize(x + sigma * rng.standard_normal(x.shape, dtype=np.float32))
+
+
+def make_data(args, n: int, rng: np.random.Generator):
+    """Gallery (n, D), labels (n,), and the two query sets (Q, D)."""
+    if args.gallery == "random":
+        x = unit(rng, n, args.dim)
+        labels = np.arange(n)
+    else:
+        n_spk = max(1, n // args.per_speaker)
+        labels = np.arange(n) % n_spk
+        x = around(rng, unit(rng, n_spk, args.dim)[labels], 0.7)
+    near = around(rng, x[rng.choice(n, args.queries, replace=False)], args.near_cos)
+    return x, labels, {"near": near, "random": unit(rng, args.queries, args.dim)}
+
+
+def recall(found: np.ndarray, truth: np.ndarray) -> float:
+    """Mean fraction of the true k neighbours found (recall@k)."""
+    return float(np.mean([np.intersect1d(f, t).size / t.size for f, t in zip(found, truth)]))
+
+
+def timed(fn, *a):
+    t = time.perf_counter()
+    out = fn(*a)
+    return out, time.perf_counter() - t
+
+
+def single_latency_ms(index: SpeakerIndex, queries: np.ndarray, k: int) -> float:
+    """Median ms of one-query searches (after one warm-up)."""
+    index.kneighbors(queries[0], k)
+    times = []
+    for q in queries:
+        t = time.perf_counter()
+        index.kneighbors(q, k)
+        times.append(time.perf_counter() - t)
+    return 1e3 * float(np.median(times))
+
+
+def make_index(args, method: str, n: int) -> SpeakerIndex:
+    if method == "exact":  # batches of 64 queries keep the (64, n) score block small
+        return SpeakerIndex(metric="cosine", batch_size=64)
+    return SpeakerIndex(
+        metric="cosine", backend="faiss", faiss_index=method, batch_size=args.queries,
+        nlist=args.nlist or max(1, round(math.sqrt(n))), nprobe=args.nprobe, hnsw_m=args.hnsw_m,
+        ef_construction=args.ef_construction, ef_search=args.ef_search, n_jobs=args.threads,
+    )
+
+
+def describe(index: SpeakerIndex, method: str) -> str:
+    if method == "ivf":
+        return f"nlist={index._faiss.nlist} nprobe={index._faiss.nprobe}"
+    if method == "hnsw":
+        return f"M={index.hnsw_m} efC={index.ef_construction} efS={index.ef_search}"
+    return "-"
+
+
+def run(args) -> list[dict]:
+    rows = []
+    header = (f"{'n':>9} {'method':<6} {'params':<24} {'build s':>8} {'1-query ms':>10} "
+              f"{'batch ms/q':>10} {'R@k near':>8} {'R@k rand':>8} {'top1 near':>9}")
+    print(f"gallery={args.gallery} dim={args.dim} k={args.k} queries={args.queries} "
+          f"threads={args.threads or len(os.sched_getaffinity(0))}")
+    print(header, flush=True)
+    for n in args.sizes:
+        rng = np.random.default_rng(args.seed)
+        x, labels, qsets = make_data(args, n, rng)
+        truth = {}
+        methods = ["exact"] + [m for m in args.methods if m != "exact"]  # exact is the ground truth
+        for method in methods:
+            if method == "hnsw" and n > args.hnsw_max_size:
+                print(f"{n:>9} {'hnsw':<6} skipped: n > --hnsw-max-size={args.hnsw_max_size}", flush=True)
+                continue
+            index = make_index(args, method, n)
+            _, build = timed(index.fit, x, labels)
+            batch_ms, rec, top1 = [], {}, 0.0
+            for name, q in qsets.items():
+                (_, idx), secs = timed(index.kneighbors, q, args.k)
+                batch_ms.append(1e3 * secs / len(q))
+                if method == "exact":
+                    truth[name] = idx
+                rec[name] = recall(idx, truth[name])
+                if name == "near":
+                    top1 = float(np.mean(idx[:, 0] == truth[name][:, 0]))
+            n_single = args.single if method != "exact" or n <= 100_000 else min(args.single, 20)
+            lat = single_latency_ms(index, qsets["near"][:n_single], args.k)
+            row = dict(n=n, method=method, params=describe(index, method), build=build, latency=lat,
+                       batch=float(np.mean(batch_ms)), recall_near=rec["near"],
+                       recall_random=rec["random"], top1_near=top1)
+            rows.append(row)
+            print(f"{n:>9} {method:<6} {row['params']:<24} {build:>8.2f} {lat:>10.2f} {row['batch']:>10.3f} "
+                  f"{rec['near']:>8.3f} {rec['random']:>8.3f} {top1:>9.3f}", flush=True)
+            del index
+            gc.collect()
+        del x, labels, qsets
+        gc.collect()
+    return rows
+
+
+def summary(rows: list[dict], args) -> str:
+    n = max(r["n"] for r in rows)
+    at_n = [r for r in rows if r["n"] == n]
+    exact = next(r for r in at_n if r["method"] == "exact")
+    ok = [r for r in at_n if r["latency"] <= GOAL_MS and r["recall_near"] >= GOAL_RECALL]
+    head = (f"SUMMARY n={n} ({args.gallery} gallery, {args.dim}-d): exact scan {exact['latency']:.1f} ms/query "
+            f"single, {exact['batch']:.2f} ms/query batched; ")
+    if not ok:
+        best = max((r for r in at_n if r["latency"] <= GOAL_MS), key=lambda r: r["recall_near"], default=None)
+        tail = f"no method met the goal (<= {GOAL_MS:g} ms single query, recall@{args.k} >= {GOAL_RECALL} on near queries)"
+        if best:
+            tail += (f"; best under 5 ms: {best['method']} ({best['params']}) {best['latency']:.2f} ms, "
+                     f"recall@{args.k} near {best['recall_near']:.3f} / random {best['recall_random']:.3f}")
+        return head + tail
+    best = min(ok, key=lambda r: r["latency"])
+    return head + (f"goal (<= {GOAL_MS:g} ms, recall@{args.k} >= {GOAL_RECALL} on near queries) MET by {best['method']} ({best['params']}): {best['latency']:.2f} ms/query, "
+                   f"recall@{args.k} near {best['recall_near']:.3f} (random queries {best['recall_random']:.3f})")
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    rows = run(args)
+    print(summary(rows, args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
