@@ -14,7 +14,6 @@ Variable-length batches: as in PyTorch, frames past ``lengths`` are zeroed after
 """
 from __future__ import annotations
 
-import keras
 from keras import layers, ops
 
 from spkid.specs import ModelSpec, conv_output_length

@@ -2,7 +2,6 @@
 plus gradients and pooling modes."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
