@@ -1,0 +1,177 @@
+"""Closed-set speaker-identification accuracy on real speech, with the protocols of ../shared/data/README.md.
+
+    python benchmarks/accuracy.py --protocol fsdd --backend torch --model vgg_attention
+    python benchmarks/accuracy.py --protocol libri251 --backend keras --model vgg_attention --epochs 20
+
+- fsdd: train on takes 5-49 of every digit/speaker (2,700 files), test on takes 0-4 (300 files).
+- libri251: for each of the 251 files the first 70% of samples is training audio; the last 30% is cut
+  into consecutive non-overlapping 3 s test segments (a shorter remainder is one segment only when no
+  full segment fits).
+
+Validation data (plateau rule, best-epoch choice) comes from the TRAINING audio only: 10% of the fsdd
+training files (per speaker), or the last ``--val-seconds`` of each libri training part. The test
+audio is touched once, at the end. Prints parameters, training time, top-1 / top-5; the last line is
+``top1=<percent> top5=<percent>``.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from spkid.audio import load_audio  # noqa: E402
+from spkid.backends import get_backend  # noqa: E402
+from spkid.config import FeatureConfig, TrainConfig, load_yaml_config  # noqa: E402
+from spkid.features import fbank_from_config  # noqa: E402
+from spkid.sampling import FeatureSet, add_noise, split_holdout  # noqa: E402
+
+DATA = REPO.parent / "shared" / "data"
+
+# Small widths so that a 2-core CPU trains in minutes; chosen before looking at any test figure.
+SMALL = {
+    "vgg_attention": {"vgg": {"channels": [16, 32, 64, 128]}, "attention": {"hops": 4, "d_a": 64},
+                      "embedding_dim": 128},
+    "resnet18": {"resnet": {"width": 16}, "attention": {"hops": 4, "d_a": 64}, "embedding_dim": 128},
+    "resnet50": {"resnet": {"width": 8}, "attention": {"hops": 4, "d_a": 64}, "embedding_dim": 128},
+}
+RECIPES = {
+    "fsdd": dict(epochs=20, batch_size=32, lr=1e-3, crop_frames=100, plateau_patience=2, val_fraction=0.1,
+                 gain_db=[-6.0, 6.0], time_masks=1, time_mask_frames=15, freq_masks=1, freq_mask_bins=5,
+                 augment_prob=0.5, label_smoothing=0.1),
+    "libri251": dict(epochs=20, batch_size=32, lr=1e-3, crop_frames=200, crops_per_utterance=12,
+                     plateau_patience=2, gain_db=[-6.0, 6.0], time_masks=2, time_mask_frames=20, freq_masks=1,
+                     freq_mask_bins=5, augment_prob=0.5, label_smoothing=0.1),
+}
+FEATURES = {"fsdd": FeatureConfig(sr=8000, n_fft=512, n_mels=40), "libri251": FeatureConfig(sr=16000, n_mels=40)}
+
+
+def with_noisy_copies(data: FeatureSet, waves: dict, fc: FeatureConfig, config: TrainConfig) -> FeatureSet:
+    """``data`` plus ``config.noise_copies`` copies of each utterance with white noise at a random SNR
+    (``waves`` maps an utterance id to its waveform)."""
+    if not config.noise_copies:
+        return data
+    rng = np.random.default_rng([config.seed, 17])
+    feats, labels, ids = list(data.features), list(data.labels), list(data.ids)
+    for f_id, label in zip(data.ids, data.labels):
+        for _ in range(config.noise_copies):
+            feats.append(fbank_from_config(add_noise(waves[f_id], rng.uniform(*config.noise_snr), rng), fc))
+            labels.append(label)
+            ids.append(f_id)
+    return FeatureSet(feats, labels, data.speakers, fc, ids)
+
+
+def fsdd_sets(root: Path, fc: FeatureConfig, config: TrainConfig):
+    """(train, val, test) FeatureSets of the fsdd protocol; val = 10% of each speaker's training files."""
+    name = re.compile(r"(\d)_([a-z]+)_(\d+)\.wav")
+    files = sorted(p for p in root.glob("*.wav") if name.fullmatch(p.name))
+    speakers = tuple(sorted({name.fullmatch(p.name).group(2) for p in files}))
+    parts: dict = {"train": ([], [], []), "test": ([], [], [])}
+    waves = {}
+    for p in files:
+        _, spk, idx = name.fullmatch(p.name).groups()
+        y = load_audio(p, sr=fc.sr, min_duration=0.0)
+        part = parts["test" if int(idx) < 5 else "train"]
+        part[0].append(fbank_from_config(y, fc))
+        part[1].append(speakers.index(spk))
+        part[2].append(p.name)
+        waves[p.name] = y
+    train = FeatureSet(*parts["train"][:2], speakers, fc, parts["train"][2])
+    test = FeatureSet(*parts["test"][:2], speakers, fc, parts["test"][2])
+    train, val = split_holdout(train, config.val_fraction, config.seed)
+    return with_noisy_copies(train, waves, fc, config), val, test
+
+
+def libri_sets(root: Path, fc: FeatureConfig, config: TrainConfig, val_seconds: float):
+    """(train, val, test) FeatureSets of the libri251 protocol (val = end of each training part)."""
+    files = sorted(root.glob("*.flac"))
+    speakers = tuple(sorted({p.name.split("-")[0] for p in files}))
+    seg = 3 * fc.sr
+    parts: dict = {"train": ([], [], []), "val": ([], [], []), "test": ([], [], [])}
+    waves = {}
+
+    def add(split, y, spk, ident):
+        parts[split][0].append(fbank_from_config(y, fc))
+        parts[split][1].append(speakers.index(spk))
+        parts[split][2].append(ident)
+
+    for p in files:
+        spk = p.name.split("-")[0]
+        y = load_audio(p, sr=fc.sr, min_duration=0.0)
+        cut = int(0.7 * len(y))
+        train_y, test_y = y[:cut], y[cut:]
+        segments = [test_y[i * seg : (i + 1) * seg] for i in range(len(test_y) // seg)] or [test_y]
+        for i, s in enumerate(segments):
+            add("test", s, spk, f"{p.name}#{i}")
+        v = int(val_seconds * fc.sr)
+        if v:
+            add("val", train_y[-v:], spk, f"{p.name}#val")
+            train_y = train_y[:-v]
+        add("train", train_y, spk, p.name)
+        waves[p.name] = train_y
+    sets = {k: FeatureSet(*v[:2], speakers, fc, v[2]) if v[0] else None for k, v in parts.items()}
+    return with_noisy_copies(sets["train"], waves, fc, config), sets["val"], sets["test"]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--protocol", choices=["fsdd", "libri251"], required=True)
+    ap.add_argument("--backend", choices=["torch", "keras"], default="torch")
+    ap.add_argument("--model", default="vgg_attention", choices=list(SMALL))
+    ap.add_argument("--epochs", type=int)
+    ap.add_argument("--batch-size", type=int)
+    ap.add_argument("--lr", type=float)
+    ap.add_argument("--crop-frames", type=int)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--config", metavar="YAML", help="TrainConfig fields overriding the protocol's recipe")
+    ap.add_argument("--val-seconds", type=float, default=1.5, help="libri251: training audio held out for val")
+    ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--out", type=Path, help="run directory (default: a temporary one)")
+    ap.add_argument("--progress", action="store_true")
+    args = ap.parse_args(argv)
+
+    recipe = dict(RECIPES[args.protocol], model=args.model, model_overrides=SMALL[args.model], seed=args.seed)
+    for key in ("epochs", "batch_size", "lr", "crop_frames"):
+        if getattr(args, key) is not None:
+            recipe[key] = getattr(args, key)
+    if args.config:
+        recipe.update(load_yaml_config(args.config))
+    config = TrainConfig.from_dict(recipe)
+    fc = FEATURES[args.protocol]
+    t0 = time.perf_counter()
+    if args.protocol == "fsdd":
+        train, val, test = fsdd_sets(args.data / "fsdd", fc, config)
+    else:
+        train, val, test = libri_sets(args.data / "librispeech-251", fc, config, args.val_seconds)
+    t_feat = time.perf_counter() - t0
+    print(f"{args.protocol}: {len(train)} train / {0 if val is None else len(val)} val / {len(test)} test "
+          f"items, {train.n_classes} speakers; features {t_feat:.1f} s")
+    print(f"config: {config.to_json()}")
+
+    backend = get_backend(args.backend)
+    module = importlib.import_module(backend.__name__ + ".train")
+    out = args.out or Path(tempfile.mkdtemp(prefix=f"spkid-{args.protocol}-{args.backend}-"))
+    t0 = time.perf_counter()
+    module.fit(config, train, val, out, progress=args.progress)
+    t_train = time.perf_counter() - t0
+    model, meta = module.load_checkpoint(out)  # best epoch by validation (last epoch without val)
+    params = backend.count_params(model)
+    t0 = time.perf_counter()
+    report = module.evaluate(model, test, config=config)
+    t_eval = time.perf_counter() - t0
+    print(f"backend={args.backend} model={args.model} params={params['total']:,} best_epoch={meta['epoch']} "
+          f"train_time={t_train:.0f}s eval_time={t_eval:.1f}s run_dir={out}")
+    print(f"top1={100 * report['top1']:.2f} top5={100 * report['top5']:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
