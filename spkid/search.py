@@ -114,7 +114,8 @@ class SpeakerIndex(BaseEstimator):
     batch_size : queries per batch; the exact backend holds ``batch_size x n_gallery`` float32.
     score_mode : how :meth:`scores` rates a speaker: ``"max"`` (best match among the speaker's gallery
         items) or ``"centroid"`` (match to the mean of the speaker's normalised items).
-    n_jobs : FAISS threads (``None``: the CPUs this process may use).
+    n_jobs : FAISS threads (``None``: the CPUs this process may use); applied before each build
+        and search, as FAISS's OpenMP setting is process-wide.
     seed : random seed of IVF training-set subsampling.
 
     Fitted attributes: ``embeddings_`` (n, D) float32 (normalised for cosine), ``labels_`` (n,),
@@ -213,6 +214,7 @@ class SpeakerIndex(BaseEstimator):
             raise BackendError(
                 f"backend='faiss' needs FAISS ({exc}); install it with: pip install 'spkid[faiss]'"
             ) from None
+        # FAISS's OpenMP thread count is process-wide: set it before every build and search
         n = self.n_jobs if self.n_jobs is not None else len(os.sched_getaffinity(0))
         faiss.omp_set_num_threads(max(1, int(n)))
         return faiss
@@ -271,6 +273,8 @@ class SpeakerIndex(BaseEstimator):
         n = self.embeddings_.shape[0]
         if not isinstance(k, (int, np.integer)) or not 1 <= k <= n:
             raise ValueError(f"k must be in 1..{n} (gallery size), got {k!r}")
+        if self._faiss is not None:
+            self._import_faiss()  # sets the thread count
         out_s, out_i = [np.empty((0, k), np.float32)], [np.empty((0, k), np.int64)]
         for qb in self._batches(q):
             if self._faiss is not None:

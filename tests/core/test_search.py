@@ -131,7 +131,7 @@ def test_approximate_recall_floor(rng, metric, kind, params, floor):
     x = centres[y] + 0.5 * rng.normal(size=(3000, 32)).astype(np.float32)
     q = x[rng.choice(3000, 200, replace=False)] + 0.3 * rng.normal(size=(200, 32)).astype(np.float32)
     _, truth = SpeakerIndex(metric=metric).fit(x, y).kneighbors(q, 10)
-    ann = SpeakerIndex(metric=metric, backend="faiss", faiss_index=kind, **params).fit(x, y)
+    ann = SpeakerIndex(metric=metric, backend="faiss", faiss_index=kind, n_jobs=1, **params).fit(x, y)
     _, found = ann.kneighbors(q, 10)
     assert (found >= 0).all() and (found < 3000).all()
     assert _recall(found, truth) >= floor
