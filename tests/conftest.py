@@ -7,6 +7,10 @@ it use the ``shared_data`` fixture (or mark ``data``): they skip cleanly when it
 from __future__ import annotations
 
 import os
+
+# Tiny test models run fastest (and most repeatably) single-threaded; a busy 2-core machine with
+# two intra-op threads per process can be 100x slower. Set before any test imports torch/numpy BLAS.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 from pathlib import Path
 
 import numpy as np
