@@ -1,0 +1,136 @@
+"""spkid.training and TrainConfig: the framework-free training loop, run through a numpy stand-in backend."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from spkid.config import TrainConfig, load_yaml_config
+from spkid.errors import CheckpointError, ConfigError
+from spkid.training import Plateau, atomic_write, classification_report, read_checkpoint, run_training
+from tests.train_cases import NumpyAdapter, blobs, tiny_config
+
+
+# ------------------------------------------------------------------------------------------ TrainConfig
+def test_train_config_defaults_follow_the_paper():
+    c = TrainConfig()
+    assert (c.lr, c.crop_frames, c.plateau_patience, c.lr_factor, c.optimizer) == (2e-4, 300, 10, 0.5, "adam")
+
+
+@pytest.mark.parametrize("bad", [
+    {"lr": 0}, {"lr": -1.0}, {"lr": float("nan")}, {"epochs": 0}, {"batch_size": 0}, {"crop_frames": 0},
+    {"lr_factor": 1.0}, {"min_lr": 1.0}, {"label_smoothing": 1.0}, {"augment_prob": 1.5},
+    {"gain_db": (3.0, -3.0)}, {"noise_copies": 2}, {"hop_frames": 400}, {"model": "vgg19"},
+    {"model_overrides": {"vgg": {"channels": []}}}, {"devices": "tpu"}, {"val_fraction": 1.0},
+    {"optimizer": "rmsprop"}, {"epochs": 2.5}, {"mixed_precision": "yes"}, {"batch_size": True},
+])
+def test_train_config_rejects_impossible_values(bad):
+    with pytest.raises(ConfigError) as e:
+        TrainConfig.from_dict(bad)
+    assert "TrainConfig" in str(e.value)
+
+
+def test_train_config_rejects_unknown_keys_and_round_trips_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="unknown key.*'learning_rate'"):
+        TrainConfig.from_dict({"learning_rate": 1e-3})
+    p = tmp_path / "c.yaml"
+    p.write_text("model: resnet18\nlr: 1.0e-3\ngain_db: [-6, 6]\nmodel_overrides: {resnet: {width: 8}}\n")
+    c = TrainConfig.from_dict(load_yaml_config(p))
+    assert c.gain_db == (-6.0, 6.0) and c.model_overrides == {"resnet": {"width": 8}}
+    assert TrainConfig.from_dict(json.loads(c.to_json())) == c
+
+
+# -------------------------------------------------------------------------------------------- plateau
+def test_plateau_halves_after_patience_and_stops_at_min_lr():
+    p = Plateau(lr=1.0, patience=2, factor=0.5, min_lr=0.3)
+    lrs = [(p.update(v), p.lr)[1] for v in [5, 4, 4, 4, 3, 3, 3, 3, 3, 3]]
+    assert lrs == [1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.3, 0.3, 0.3, 0.3]
+    q = Plateau.from_dict(json.loads(json.dumps(p.to_dict())))
+    assert q == p
+    assert Plateau.from_dict(Plateau(1.0, 1, 0.5, 0.1).to_dict()).best == math.inf
+
+
+# --------------------------------------------------------------------------------------------- writes
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
+    target = tmp_path / "f.txt"
+    target.write_text("old")
+
+    def boom(p):
+        p.write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        atomic_write(target, boom)
+    assert target.read_text() == "old" and sorted(x.name for x in tmp_path.iterdir()) == ["f.txt"]
+
+
+def test_classification_report_on_known_logits():
+    logits = np.array([[3, 2, 1], [1, 3, 2], [3, 1, 2], [1, 2, 3]], float)
+    rep = classification_report(logits, np.array([0, 1, 1, 0]), ["a", "b", "c"])
+    assert rep["top1"] == 0.5 and rep["n"] == 4
+    assert rep["per_speaker"] == {"a": 0.5, "b": 0.5, "c": None}
+    assert rep["confusion"] == [[1, 0, 1], [1, 1, 0], [0, 0, 0]]
+    assert rep["top5"] == 1.0  # k is capped at the number of classes
+
+
+# ---------------------------------------------------------------------------------------- run_training
+def _fit(tmp_path, name, epochs, **kw):
+    return run_training(NumpyAdapter(), tiny_config(epochs=epochs, lr=0.5), blobs(), kw.pop("val", blobs(2, seed=1)),
+                        tmp_path / name, progress=False, **kw)
+
+
+def test_run_training_writes_history_and_keeps_only_referenced_checkpoints(tmp_path):
+    hist = _fit(tmp_path, "r", 4)
+    assert [h["epoch"] for h in hist] == [1, 2, 3, 4]
+    assert hist[-1]["loss"] < hist[0]["loss"]
+    assert {"val_loss", "val_top1", "val_top5", "lr"} <= set(hist[0])
+    ck = tmp_path / "r" / "checkpoints"
+    last = json.loads((ck / "last.json").read_text())
+    best = json.loads((ck / "best.json").read_text())
+    assert last["epoch"] == 4 and best["epoch"] == max(
+        hist, key=lambda h: (h["val_top1"], -h["val_loss"]))["epoch"]
+    names = {p.name for p in ck.iterdir()}
+    assert names == {"last.json", "best.json", last["weights"], best["weights"],
+                     last["weights"].replace(".npz", ".json"), best["weights"].replace(".npz", ".json")}
+    rows = (tmp_path / "r" / "history.csv").read_text().strip().splitlines()
+    assert len(rows) == 5 and rows[0].startswith("epoch,lr,loss")
+    meta, state = read_checkpoint(tmp_path / "r", prefer="last")
+    assert meta["backend"] == "numpy" and meta["speakers"] == ["spk0", "spk1", "spk2"] and state.is_file()
+    assert meta["train_config"]["epochs"] == 4 and meta["spec"]["n_mels"] == 40
+
+
+def test_resume_matches_an_uninterrupted_run(tmp_path):
+    straight = _fit(tmp_path, "a", 3)
+    _fit(tmp_path, "b", 2)
+    resumed = run_training(NumpyAdapter(), tiny_config(epochs=3, lr=0.5), blobs(), blobs(2, seed=1),
+                           tmp_path / "b", resume=True, progress=False)
+    assert resumed == straight
+    wa = np.load(read_checkpoint(tmp_path / "a", prefer="last")[1])
+    wb = np.load(read_checkpoint(tmp_path / "b", prefer="last")[1])
+    np.testing.assert_array_equal(wa["w"], wb["w"])
+
+
+def test_a_used_run_dir_needs_resume_and_a_matching_recipe(tmp_path):
+    _fit(tmp_path, "r", 1)
+    with pytest.raises(CheckpointError, match="already holds a checkpoint"):
+        _fit(tmp_path, "r", 2)
+    with pytest.raises(CheckpointError, match=r"another train_config.*'lr': 0.5.*'lr': 0.1") as e:
+        run_training(NumpyAdapter(), tiny_config(epochs=2, lr=0.1), blobs(), None, tmp_path / "r", resume=True,
+                     progress=False)
+    assert "last.json" in str(e.value)
+
+
+def test_plateau_lowers_lr_in_history(tmp_path):
+    # with patience 1 any stalled epoch lowers the lr; it never rises and starts at config.lr
+    hist = run_training(NumpyAdapter(), tiny_config(epochs=4, lr=1e-3, min_lr=1e-6, plateau_patience=1),
+                        blobs(), blobs(2, seed=1), tmp_path / "p", progress=False,
+                        callbacks=[lambda row: None])
+    lrs = [h["lr"] for h in hist]
+    assert lrs[0] == 1e-3 and all(b <= a for a, b in zip(lrs, lrs[1:]))
+
+
+def test_callback_can_stop_training(tmp_path):
+    hist = _fit(tmp_path, "s", 5, callbacks=[lambda row: row["epoch"] >= 2])
+    assert len(hist) == 2
