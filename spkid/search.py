@@ -345,3 +345,12 @@ class SpeakerIndex(BaseEstimator):
             else:
                 out.append(-np.sqrt(np.minimum.reduceat(full, starts, axis=1)))
         return np.concatenate(out).astype(np.float32)
+
+
+def __getattr__(name: str):
+    """``spkid.search.Gallery`` (the cross-module contract's name) lives in :mod:`spkid.gallery`."""
+    if name == "Gallery":
+        from .gallery import Gallery
+
+        return Gallery
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -142,3 +142,11 @@ def test_save_rejects_unserialisable_metadata(tmp_path, rng):
     with pytest.raises(GalleryError, match="JSON"):
         g.save(tmp_path / "g")
     assert not list(tmp_path.iterdir())
+
+
+def test_gallery_reachable_under_contract_names():
+    import spkid
+    from spkid import search
+
+    assert search.Gallery is Gallery and spkid.Gallery is Gallery
+    assert Gallery.add is Gallery.enroll
