@@ -18,6 +18,7 @@ from .errors import SpkidError
 
 # Order is the order shown in --help.
 COMMANDS = [
+    "demo",
     "features",
     "prepare",
     "train",

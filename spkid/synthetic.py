@@ -104,7 +104,7 @@ class SpeakerProfile:
     nasality: float
 
 
-def make_speakers(n_speakers: int = 8, *, seed: int = 0, spread: float = 0.6) -> list[SpeakerProfile]:
+def make_speakers(n_speakers: int = 8, *, seed: int = 0, spread: float = 1.5) -> list[SpeakerProfile]:
     """``n_speakers`` seeded random voices named ``spk00``, ``spk01``, ...
 
     Half are drawn around a lower, longer-tract voice type, half around a higher one; ``spread`` scales
@@ -368,7 +368,7 @@ def make_corpus(
     seed: int = 0,
     *,
     duration: tuple[float, float] = (1.5, 3.0),
-    spread: float = 0.6,
+    spread: float = 1.5,
     channel_db: float = 6.0,
     progress: bool = False,
 ) -> list[Path]:
