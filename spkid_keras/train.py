@@ -41,14 +41,19 @@ def _build_model(spec: ModelSpec, n_classes: int, name: str):
     return create_model(name, n_classes, **spec.to_dict())  # built: its variables exist
 
 
+def _path(v) -> str:
+    """A variable's path without its owner's auto-numbered name (``adam_3/...`` -> ``.../``)."""
+    return v.path.split("/", 1)[-1]
+
+
 def _variables(prefix: str, variables) -> dict[str, np.ndarray]:
     out = {f"{prefix}{i:05d}": np.asarray(keras.ops.convert_to_numpy(v)) for i, v in enumerate(variables)}
-    out[f"{prefix}paths"] = np.asarray([v.path for v in variables], dtype=str)
+    out[f"{prefix}paths"] = np.asarray([_path(v) for v in variables], dtype=str)
     return out
 
 
 def _assign(prefix: str, variables, state, path) -> None:
-    names = [v.path for v in variables]
+    names = [_path(v) for v in variables]
     saved = [str(s) for s in state[f"{prefix}paths"]] if f"{prefix}paths" in state else None
     if saved != names:
         raise CheckpointError(f"{prefix} variables differ: checkpoint has {len(saved or [])} "
