@@ -91,8 +91,9 @@ def _dataset(args: argparse.Namespace, out: Path, progress: bool):
     return manifest, key
 
 
-def _feature_sets(cache_dir: Path, seed: int, progress: bool):
-    """train, val, test FeatureSets from the cache (val held out of train when the split has none)."""
+def cache_feature_sets(cache_dir: str | Path, seed: int = 0, progress: bool = True):
+    """``(train, val, test)`` FeatureSets of a built cache, labelled by its training speakers; val is
+    held out of train (10% of each speaker, seeded) when the split has none; test may be None."""
     from ..sampling import split_holdout
     from .train import load_split
 
@@ -156,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
     _step(2, "features (40 log-mel bands, 25 ms / 10 ms) -> cache")
     cache_dir = out / "cache" / key
     print(build_cache(manifest, cache_dir, FeatureConfig(), progress=progress).summary())
-    train, val, test = _feature_sets(cache_dir, args.seed, progress)
+    train, val, test = cache_feature_sets(cache_dir, args.seed, progress)
 
     _step(3, f"training {args.model} ({args.backend}, demo size) for {args.epochs} epochs")
     config = TrainConfig(model=args.model, model_overrides=DEMO_OVERRIDES[args.model], epochs=args.epochs,

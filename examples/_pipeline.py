@@ -1,0 +1,61 @@
+"""Shared steps of the training examples: dataset manifest -> feature cache -> train -> test accuracy.
+
+Not a public module; ``train_vctk.py`` and ``train_voxceleb1.py`` import it from this folder.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import time
+from pathlib import Path
+
+
+def add_training_arguments(parser: argparse.ArgumentParser, out_default: str) -> None:
+    """Options shared by the training examples (defaults: the paper's recipe, full-size model)."""
+    from spkid.specs import MODEL_NAMES
+
+    parser.add_argument("--out", default=out_default, help=f"output folder (default {out_default})")
+    parser.add_argument("--backend", choices=["torch", "keras"], default="torch")
+    parser.add_argument("--model", choices=list(MODEL_NAMES), default="vgg_attention")
+    parser.add_argument("--tiny", action="store_true", help="tiny model (spkid.specs.TINY_OVERRIDES), for smoke tests")
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=2e-4)
+    parser.add_argument("--crop-frames", type=int, default=300, help="training crop length (300 = 3 s)")
+    parser.add_argument("--workers", type=int, default=1, help="feature-extraction processes")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--resume", action="store_true", help="continue OUT/run from its last checkpoint")
+
+
+def prepare_and_train(manifest, args: argparse.Namespace) -> dict:
+    """Cache the features of ``manifest`` under ``OUT/cache``, train into ``OUT/run``, evaluate on test."""
+    from spkid.backends import get_backend
+    from spkid.cache import build_cache
+    from spkid.commands.demo import cache_feature_sets
+    from spkid.config import FeatureConfig, TrainConfig
+    from spkid.specs import TINY_OVERRIDES
+    from spkid.splits import write_manifest
+
+    t0 = time.perf_counter()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    print(manifest.summary())
+    write_manifest(out / "manifest.txt", manifest)
+    print(f"caching 40-band log-mel features in {out / 'cache'} ({args.workers} worker(s))")
+    print(build_cache(manifest, out / "cache", FeatureConfig(), workers=args.workers).summary())
+    train, val, test = cache_feature_sets(out / "cache", args.seed)
+
+    config = TrainConfig(model=args.model, model_overrides=TINY_OVERRIDES[args.model] if args.tiny else {},
+                         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, crop_frames=args.crop_frames,
+                         seed=args.seed)
+    print(f"training {args.model} ({args.backend}) on {len(train)} clips of {train.n_classes} speakers, "
+          f"validating on {len(val)}; checkpoints in {out / 'run'}")
+    module = importlib.import_module(get_backend(args.backend).__name__ + ".train")
+    module.fit(config, train, val, out / "run", resume=args.resume)
+    result = {"train_clips": len(train), "speakers": train.n_classes}
+    if test is not None:
+        report = module.evaluate(out / "run", test)
+        result.update(top1=report["top1"], top5=report["top5"], test_clips=report["n"])
+        print(f"test: top-1 {100 * report['top1']:.2f}%  top-5 {100 * report['top5']:.2f}%  ({report['n']} clips)")
+    print(f"done in {time.perf_counter() - t0:.0f} s; best checkpoint: {out / 'run' / 'checkpoints' / 'best.json'}")
+    return result
