@@ -52,6 +52,9 @@ _LAZY = {
     "Gallery": "gallery",
     "compute_eer": "metrics",
     "topk_accuracy": "metrics",
+    "export_model": "export",
+    "OnnxEmbedder": "export",
+    "open_embedder": "export",
 }
 
 __all__ = [
