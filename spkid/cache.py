@@ -67,32 +67,73 @@ _STALE_TMP_S = 600.0
 
 
 # ----------------------------------------------------------------------------------- restricted pickle
-class RestrictedUnpickler(pickle.Unpickler):
-    """Unpickler that resolves only numpy-array reconstruction and harmless builtins.
+_SAFE_DTYPES = frozenset(
+    f"{kind}{size}" for kind, sizes in (("f", (2, 4, 8)), ("i", (1, 2, 4, 8)), ("u", (1, 2, 4, 8)), ("b", (1,)),
+                                        ("c", (8, 16))) for size in sizes
+)
 
-    Anything else (``os.system``, ``subprocess.Popen``, ``builtins.eval``, ...) raises
+
+class _NDArrayToken:
+    """Stands in for ``numpy.ndarray`` inside cache pickles: only :func:`_safe_reconstruct` accepts it."""
+
+    __slots__ = ()
+
+    def __reduce__(self):  # pragma: no cover - never pickled
+        raise TypeError("not picklable")
+
+
+_NDARRAY = _NDArrayToken()
+
+
+def _safe_reconstruct(subtype, shape, dtype):
+    """``numpy._core.multiarray._reconstruct`` as numpy's own pickles call it, and only so: an empty
+    int8 array whose shape, dtype and bytes the following BUILD sets (numpy checks the byte count)."""
+    if subtype is not _NDARRAY or tuple(shape) != (0,) or dtype not in (b"b", "b"):
+        raise pickle.UnpicklingError("unexpected arguments to numpy _reconstruct")
+    return np.ndarray((0,), dtype=np.int8)
+
+
+def _safe_dtype(obj, align=False, copy=False):
+    """``numpy.dtype`` for plain numeric types only (no object, void or structured dtypes)."""
+    if not isinstance(obj, str) or obj.lstrip("<>=|") not in _SAFE_DTYPES:
+        raise pickle.UnpicklingError(f"dtype {str(obj)[:40]!r} is not allowed in a cache entry")
+    return np.dtype(obj, bool(align), bool(copy))
+
+
+def _safe_scalar(dtype, data):
+    """``numpy._core.multiarray.scalar`` for a numeric dtype and exactly ``itemsize`` bytes."""
+    if not (isinstance(dtype, np.dtype) and dtype.kind in "biufc" and isinstance(data, bytes)
+            and len(data) == dtype.itemsize):
+        raise pickle.UnpicklingError("unexpected arguments to numpy scalar")
+    return np.frombuffer(data, dtype=dtype)[0]
+
+
+class RestrictedUnpickler(pickle._Unpickler):
+    """Unpickler that resolves only numpy-array reconstruction (through checking shims) and a few
+    harmless builtins; anything else (``os.system``, ``subprocess.Popen``, ``eval``, ...) raises
     :class:`pickle.UnpicklingError` before it can be called.
+
+    It derives from the pure-Python unpickler, whose memo is a dict: the C unpickler allocates a memo
+    table as large as the largest index a file names, so a few crafted bytes could ask for gigabytes.
     """
 
-    ALLOWED = frozenset(
-        {
-            ("numpy.core.multiarray", "_reconstruct"),
-            ("numpy._core.multiarray", "_reconstruct"),
-            ("numpy.core.multiarray", "scalar"),
-            ("numpy._core.multiarray", "scalar"),
-            ("numpy", "ndarray"),
-            ("numpy", "dtype"),
-            ("builtins", "set"),
-            ("builtins", "frozenset"),
-            ("builtins", "complex"),
-            ("builtins", "bytearray"),
-        }
-    )
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"): _safe_reconstruct,
+        ("numpy._core.multiarray", "_reconstruct"): _safe_reconstruct,
+        ("numpy.core.multiarray", "scalar"): _safe_scalar,
+        ("numpy._core.multiarray", "scalar"): _safe_scalar,
+        ("numpy", "ndarray"): _NDARRAY,
+        ("numpy", "dtype"): _safe_dtype,
+        ("builtins", "set"): set,
+        ("builtins", "frozenset"): frozenset,
+        ("builtins", "complex"): complex,
+    }
 
     def find_class(self, module: str, name: str):
-        if (module, name) in self.ALLOWED:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load global {module}.{name} from a cache entry")
+        try:
+            return self.ALLOWED[(module, name)]
+        except (KeyError, TypeError):
+            raise pickle.UnpicklingError(f"refusing to load global {module}.{name} from a cache entry") from None
 
     def persistent_load(self, pid):  # pragma: no cover - trivial
         raise pickle.UnpicklingError("persistent ids are not allowed in cache entries")

@@ -123,6 +123,33 @@ def test_random_and_mutated_bytes_raise_only_cache_error(tmp_path_factory, data,
         pass
 
 
+MEMORY_BOMBS = {  # a few bytes each, asking an unguarded unpickler for gigabytes
+    "memo index 2**31": b"\x80\x04K\x01r\xff\xff\xff\x7f.",
+    "_reconstruct of 1e9 items": b"\x80\x04cnumpy._core.multiarray\n_reconstruct\ncnumpy\nndarray\nJ\x00\xca\x9a;\x85C\x01b\x87R.",
+    "ndarray.__new__ of 1e9 objects": b"\x80\x04cnumpy\nndarray\nJ\x00\xca\x9a;\x85\x8c\x01O\x86\x81.",
+    "bytearray(1e10)": b"\x80\x04cbuiltins\nbytearray\n\x8a\x05\x00\xe4\x0bT\x02\x85R.",
+    "object dtype": b"\x80\x04cnumpy\ndtype\n\x8c\x02O8\x85R.",
+}
+
+
+def test_memory_bombs_fail_fast_within_a_small_address_space():
+    """Under a 1.5 GB address-space limit each bomb is refused (or harmless) without a MemoryError."""
+    code = (
+        "import resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (1_500_000_000, 1_500_000_000))\n"
+        "from spkid.cache import restricted_loads\nfrom spkid.errors import CacheError\n"
+        "for blob in map(bytes.fromhex, sys.argv[1:]):\n"
+        "    try:\n        print('loaded', restricted_loads(blob))\n"
+        "    except CacheError as exc:\n        print('refused', exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, *(b.hex() for b in MEMORY_BOMBS.values())],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert len(lines) == len(MEMORY_BOMBS) and not any("MemoryError" in ln for ln in lines), lines
+    assert sum(ln.startswith("refused") for ln in lines) == len(MEMORY_BOMBS) - 1  # the memo one loads: 1
+
+
 def test_bad_audio_is_reported_and_skipped(fsdd_dir, tmp_path):
     root = tmp_path / "data"
     root.mkdir()
