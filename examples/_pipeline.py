@@ -40,6 +40,8 @@ def prepare_and_train(manifest, args: argparse.Namespace) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print(manifest.summary())
+    for note in manifest.notes:
+        print(f"note: {note}")
     write_manifest(out / "manifest.txt", manifest)
     print(f"caching 40-band log-mel features in {out / 'cache'} ({args.workers} worker(s))")
     print(build_cache(manifest, out / "cache", FeatureConfig(), workers=args.workers).summary())

@@ -27,8 +27,6 @@ def main(argv=None) -> int:
     print(f"scanning VCTK at {args.root} (mic {args.mic})")
     manifest = load_dataset(args.root, "vctk", mic=args.mic, val=args.val_fraction, test=args.test_fraction,
                             seed=args.seed)
-    for note in manifest.notes:
-        print(f"note: {note}")
     prepare_and_train(manifest, args)
     return 0
 

@@ -24,8 +24,6 @@ def main(argv=None) -> int:
 
     print(f"reading the identification split of VoxCeleb1 at {args.root}")
     manifest = load_dataset(args.root, "voxceleb1-split", split_file=args.split_file)
-    for note in manifest.notes:
-        print(f"note: {note}")
     prepare_and_train(manifest, args)
     return 0
 

@@ -20,10 +20,12 @@ A classic source-filter model (Fant 1960; Klatt 1980) rendered in the short-time
   identifies the speaker.
 
 Speakers are drawn around two "voice types" (lower/longer and higher/shorter tracts) with overlapping
-ranges, so several speakers of a corpus resemble each other. With the defaults (8 speakers, 24
-utterances each) a logistic regression on the mean log-mel spectrum of each clip scores far above
-chance (1/8) but far from perfect -- see ``tests/core/test_synthetic.py`` -- so a trained network has
-something to learn and an untrained one is at chance.
+ranges, so several speakers of a corpus resemble each other; ``spread`` scales how far apart speakers of
+a type are. With the defaults (8 speakers x 24 clips, ``spread=1.5``) a logistic regression on each
+clip's mean log-mel spectrum scores 84% (seed 0) / 89% (seed 1) in 4-fold cross-validation (chance
+12.5%); ``spread=0.6`` brings it to about 73%. The small CNN of ``spkid demo`` (15 epochs, 132 training
+clips) reaches about 70-80% top-1 on the 38 held-out clips, after one epoch it is still near chance. So the task is
+learnable but not trivial (``tests/core/test_synthetic.py`` checks the linear baseline stays in between).
 
 What it is not
 --------------
