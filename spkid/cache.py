@@ -37,6 +37,8 @@ from .splits import (
     Utterance,
     atomic_write_bytes,
     atomic_write_text,
+    check_format,
+    read_file_bytes,
     read_json_file,
     read_manifest,
     write_manifest,
@@ -164,12 +166,7 @@ def load_entry(path: str | os.PathLike) -> dict:
     version, fails its checksum, holds anything but the expected plain dict, or tries to load code.
     """
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise CacheError("cache entry not found", path=path) from None
-    except OSError as exc:
-        raise CacheError(f"cannot read cache entry: {exc.strerror or exc}", path=path) from None
+    data = read_file_bytes(path, "cache entry", CacheError)
     if len(data) < _HEADER.size:
         raise CacheError(f"truncated cache entry ({len(data)} bytes, header needs {_HEADER.size})", path=path)
     magic, version, length, digest = _HEADER.unpack_from(data)
@@ -229,13 +226,8 @@ def _read_header(cache_dir: Path) -> FeatureConfig:
     if not path.exists():
         raise CacheError("not a feature cache (no cache.json); build it with `spkid prepare`", path=cache_dir)
     data = read_json_file(path, "cache header", CacheError)
-    if not isinstance(data, dict) or data.get("format") != _CACHE_FORMAT:
-        raise CacheError(f"not a spkid feature cache header (format != {_CACHE_FORMAT!r})", path=path)
-    if data.get("format_version") != FORMAT_VERSION:
-        raise CacheError(
-            f"cache format version {data.get('format_version')!r}, this spkid reads {FORMAT_VERSION}; rebuild it",
-            path=path,
-        )
+    check_format(data, _CACHE_FORMAT, FORMAT_VERSION, "feature cache header", error=CacheError, path=path,
+                 version_key="format_version")
     try:
         return FeatureConfig.from_dict(data.get("feature_config"))
     except (ConfigError, TypeError) as exc:

@@ -56,6 +56,8 @@ __all__ = [
     "check_relpath",
     "atomic_write_bytes",
     "atomic_write_text",
+    "read_file_bytes",
+    "check_format",
     "read_json_file",
 ]
 
@@ -164,25 +166,39 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def read_json_file(path: str | os.PathLike, what: str, error: type[SpkidError] = SplitError):
-    """Parse a JSON file; a missing, unreadable or invalid file raises ``error`` naming it and ``what`` it is."""
-    path = Path(path)
+def read_file_bytes(path: str | os.PathLike, what: str, error: type[SpkidError] = SplitError) -> bytes:
+    """The bytes of a file; a missing or unreadable file raises ``error`` naming it and ``what`` it is."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return Path(path).read_bytes()
     except FileNotFoundError:
         raise error(f"{what} not found", path=path) from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+    except OSError as exc:
+        raise error(f"cannot read {what}: {exc.strerror or exc}", path=path) from None
+
+
+def read_json_file(path: str | os.PathLike, what: str, error: type[SpkidError] = SplitError):
+    """Parse a JSON file; a missing, unreadable or invalid file raises ``error`` naming it and ``what`` it is."""
+    try:
+        return json.loads(read_file_bytes(path, what, error).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
         raise error(f"cannot read {what} (corrupt or truncated?): {exc}", path=path) from None
+
+
+def check_format(
+    data, fmt: str, version: int, what: str, *, error: type[SpkidError] = SplitError,
+    path: str | os.PathLike | None = None, version_key: str = "version",
+) -> Mapping:
+    """``data`` if it is a mapping with ``format == fmt`` and ``data[version_key] == version``, else ``error``."""
+    if not isinstance(data, Mapping) or data.get("format") != fmt:
+        raise error(f"not a spkid {what} (expected format {fmt!r})", path=path)
+    if data.get(version_key) != version:
+        raise error(f"{what} format version {data.get(version_key)!r}, this spkid reads {version}", path=path)
+    return data
 
 
 def _read_lines(path: Path, what: str) -> list[tuple[int, str]]:
     """(line number, text) of a UTF-8 text file; BOM and CR stripped; SplitError names file + line."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise SplitError(f"{what} not found", path=path) from None
-    except OSError as exc:
-        raise SplitError(f"cannot read {what}: {exc.strerror or exc}", path=path) from None
+    data = read_file_bytes(path, what)
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     out = []
@@ -721,10 +737,7 @@ class LabelMap:
 
     @classmethod
     def from_dict(cls, data: Mapping, path: str | os.PathLike | None = None) -> "LabelMap":
-        if not isinstance(data, Mapping) or data.get("format") != cls.FORMAT:
-            raise SplitError(f"not a spkid label map (expected format {cls.FORMAT!r})", path=path)
-        if data.get("version") != cls.VERSION:
-            raise SplitError(f"label map version {data.get('version')!r}, expected {cls.VERSION}", path=path)
+        check_format(data, cls.FORMAT, cls.VERSION, "label map", path=path)
         speakers = data.get("speakers")
         if not isinstance(speakers, list):
             raise SplitError("label map has no 'speakers' list", path=path)
