@@ -50,6 +50,7 @@ __all__ = [
     "read_checkpoint",
     "check_compatible",
     "resolve_spec",
+    "check_model",
     "classification_report",
     "run_training",
 ]
@@ -220,6 +221,17 @@ def check_compatible(meta: dict, expected: dict, path: str | os.PathLike) -> Non
         if json.dumps(got, sort_keys=True) != json.dumps(want, sort_keys=True):
             raise CheckpointError(f"checkpoint is for another {key}: checkpoint has {got}, this run has {want}",
                                   path=path)
+
+
+def check_model(model, spec: ModelSpec, n_classes: int):
+    """``model`` itself if it was built from ``spec`` for ``n_classes`` classes, else ConfigError showing both."""
+    from .errors import ConfigError
+
+    have = getattr(model, "spec", None)
+    if have != spec or getattr(model, "n_classes", None) != n_classes:
+        raise ConfigError(f"the given model does not match the run: model has {have} with "
+                          f"{getattr(model, 'n_classes', None)} classes, the run needs {spec} with {n_classes}")
+    return model
 
 
 def resolve_spec(config: TrainConfig, n_mels: int) -> ModelSpec:

@@ -25,7 +25,7 @@ from spkid.errors import CheckpointError
 from spkid.inference import embed_with, evaluate_with
 from spkid.sampling import FeatureSet, TrainSampler
 from spkid.specs import ModelSpec, model_spec
-from spkid.training import check_compatible, read_checkpoint, run_training
+from spkid.training import check_compatible, check_model, read_checkpoint, run_training
 
 from .data import train_loader
 from .models import create_model
@@ -44,7 +44,11 @@ def _build_model(spec: ModelSpec, n_classes: int, name: str) -> torch.nn.Module:
 
 
 class TorchAdapter:
-    """The torch side of :func:`spkid.training.run_training`."""
+    """The torch side of :func:`spkid.training.run_training`; ``model`` (optional)
+    is a ready model to start from instead of a freshly initialised one."""
+
+    def __init__(self, model=None):
+        self.initial_model = model
 
     backend = "torch"
     suffix = ".pt"
@@ -56,10 +60,11 @@ class TorchAdapter:
         if config.mixed_precision and not self.amp:
             warnings.warn("mixed_precision needs a CUDA device; training in float32", stacklevel=2)
         torch.manual_seed(config.seed)
-        self.model = _build_model(spec, n_classes, config.model).to(self.device)
+        model = self.initial_model or _build_model(spec, n_classes, config.model)
+        self.model = check_model(model, spec, n_classes).to(self.device)
         params = self.model.parameters()
         if config.optimizer == "adam":
-            self.opt = torch.optim.Adam(params, lr=config.lr, eps=1e-7)  # Keras' epsilon
+            self.opt = torch.optim.Adam(params, lr=config.lr, eps=1e-8)
         else:
             self.opt = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
@@ -142,14 +147,16 @@ def forward_fn(model: torch.nn.Module) -> Callable[[np.ndarray, np.ndarray], dic
 
 
 def fit(config: TrainConfig, train_set: FeatureSet, val_set: FeatureSet | None, out_dir: str | os.PathLike, *,
-        resume: bool = False, callbacks: Sequence[Callable] = (), progress: bool = True) -> list[dict]:
+        resume: bool = False, callbacks: Sequence[Callable] = (), progress: bool = True, model=None) -> list[dict]:
     """Train ``config.model`` on ``train_set``; checkpoints in ``out_dir`` (see :mod:`spkid.training`).
 
     Returns the history: one dict per epoch (lr, loss, ce, penalty, acc, val_loss, val_top1, val_top5).
     ``resume=True`` continues from ``out_dir/checkpoints/last.json``; on CPU with a fixed seed the final
-    weights equal those of an uninterrupted run.
+    weights equal those of an uninterrupted run. ``model``: start from this model (its spec and
+    n_classes must be the run's) instead of a fresh seeded initialisation, e.g. weights ported from the
+    other backend.
     """
-    return run_training(TorchAdapter(), config, train_set, val_set, out_dir, resume=resume,
+    return run_training(TorchAdapter(model), config, train_set, val_set, out_dir, resume=resume,
                         callbacks=callbacks, progress=progress)
 
 
