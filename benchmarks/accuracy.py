@@ -47,7 +47,7 @@ RECIPES = {
     "fsdd": dict(epochs=20, batch_size=32, lr=1e-3, crop_frames=100, plateau_patience=2, val_fraction=0.1,
                  gain_db=[-6.0, 6.0], time_masks=1, time_mask_frames=15, freq_masks=1, freq_mask_bins=5,
                  augment_prob=0.5, label_smoothing=0.1),
-    "libri251": dict(epochs=20, batch_size=32, lr=1e-3, crop_frames=200, crops_per_utterance=12,
+    "libri251": dict(epochs=15, batch_size=32, lr=1e-3, crop_frames=200, crops_per_utterance=8,
                      plateau_patience=2, gain_db=[-6.0, 6.0], time_masks=2, time_mask_frames=20, freq_masks=1,
                      freq_mask_bins=5, augment_prob=0.5, label_smoothing=0.1),
 }
