@@ -31,18 +31,8 @@ import numpy as np
 
 from .config import FeatureConfig
 from .errors import CacheError, ConfigError, SpkidError
-from .splits import (
-    LabelMap,
-    Manifest,
-    Utterance,
-    atomic_write_bytes,
-    atomic_write_text,
-    check_format,
-    read_file_bytes,
-    read_json_file,
-    read_manifest,
-    write_manifest,
-)
+from .fileio import atomic_write_bytes, atomic_write_text, check_format, read_file_bytes, read_json_file
+from .splits import LabelMap, Manifest, Utterance, read_manifest, write_manifest
 
 __all__ = [
     "FORMAT_VERSION",

@@ -23,12 +23,12 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from collections import Counter, defaultdict
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
-from .errors import SpkidError, SplitError
+from .errors import SplitError
+from .fileio import atomic_write_bytes, atomic_write_text, check_format, read_file_bytes, read_json_file
 
 __all__ = [
     "SPLITS",
@@ -142,63 +142,9 @@ class Manifest:
         )
 
 
-# ------------------------------------------------------------------------------------------ file utils
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: temp file in the same folder, fsync, ``os.replace``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """UTF-8 text version of :func:`atomic_write_bytes`."""
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def read_file_bytes(path: str | os.PathLike, what: str, error: type[SpkidError] = SplitError) -> bytes:
-    """The bytes of a file; a missing or unreadable file raises ``error`` naming it and ``what`` it is."""
-    try:
-        return Path(path).read_bytes()
-    except FileNotFoundError:
-        raise error(f"{what} not found", path=path) from None
-    except OSError as exc:
-        raise error(f"cannot read {what}: {exc.strerror or exc}", path=path) from None
-
-
-def read_json_file(path: str | os.PathLike, what: str, error: type[SpkidError] = SplitError):
-    """Parse a JSON file; a missing, unreadable or invalid file raises ``error`` naming it and ``what`` it is."""
-    try:
-        return json.loads(read_file_bytes(path, what, error).decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise error(f"cannot read {what} (corrupt or truncated?): {exc}", path=path) from None
-
-
-def check_format(
-    data, fmt: str, version: int, what: str, *, error: type[SpkidError] = SplitError,
-    path: str | os.PathLike | None = None, version_key: str = "version",
-) -> Mapping:
-    """``data`` if it is a mapping with ``format == fmt`` and ``data[version_key] == version``, else ``error``."""
-    if not isinstance(data, Mapping) or data.get("format") != fmt:
-        raise error(f"not a spkid {what} (expected format {fmt!r})", path=path)
-    if data.get(version_key) != version:
-        raise error(f"{what} format version {data.get(version_key)!r}, this spkid reads {version}", path=path)
-    return data
-
-
 def _read_lines(path: Path, what: str) -> list[tuple[int, str]]:
     """(line number, text) of a UTF-8 text file; BOM and CR stripped; SplitError names file + line."""
-    data = read_file_bytes(path, what)
+    data = read_file_bytes(path, what, SplitError)
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     out = []
@@ -737,7 +683,7 @@ class LabelMap:
 
     @classmethod
     def from_dict(cls, data: Mapping, path: str | os.PathLike | None = None) -> "LabelMap":
-        check_format(data, cls.FORMAT, cls.VERSION, "label map", path=path)
+        check_format(data, cls.FORMAT, cls.VERSION, "label map", error=SplitError, path=path)
         speakers = data.get("speakers")
         if not isinstance(speakers, list):
             raise SplitError("label map has no 'speakers' list", path=path)
@@ -751,4 +697,4 @@ class LabelMap:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "LabelMap":
-        return cls.from_dict(read_json_file(path, "label map"), path=path)
+        return cls.from_dict(read_json_file(path, "label map", SplitError), path=path)
