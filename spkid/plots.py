@@ -28,7 +28,7 @@ def _figure(figsize: tuple[float, float], dpi: int):
 
 def _save(fig, path: str | os.PathLike) -> Path:
     """Render ``fig`` to PNG and write it atomically; returns the path."""
-    from .splits import atomic_write_bytes
+    from .fileio import atomic_write_bytes
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

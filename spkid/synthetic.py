@@ -355,7 +355,7 @@ def _write_wav(path: Path, y: np.ndarray, sr: int) -> None:
     """16-bit PCM WAV, written atomically."""
     import soundfile as sf
 
-    from .splits import atomic_write_bytes
+    from .fileio import atomic_write_bytes
 
     buf = io.BytesIO()
     sf.write(buf, y, sr, format="WAV", subtype="PCM_16")
