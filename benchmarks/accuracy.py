@@ -9,7 +9,7 @@
   full segment fits).
 
 Validation data (plateau rule, best-epoch choice) comes from the TRAINING audio only: 10% of the fsdd
-training files (per speaker), or the last ``--val-seconds`` of each libri training part. The test
+training files (per speaker), or the last ``--val-seconds`` (at most a fifth) of each libri training part. The test
 audio is touched once, at the end. Prints parameters, training time, top-1 / top-5; the last line is
 ``top1=<percent> top5=<percent>``.
 """
@@ -111,8 +111,8 @@ def libri_sets(root: Path, fc: FeatureConfig, config: TrainConfig, val_seconds: 
         segments = [test_y[i * seg : (i + 1) * seg] for i in range(len(test_y) // seg)] or [test_y]
         for i, s in enumerate(segments):
             add("test", s, spk, f"{p.name}#{i}")
-        v = int(val_seconds * fc.sr)
-        if v:
+        v = min(int(val_seconds * fc.sr), len(train_y) // 5)  # short files keep 80% for training
+        if v >= fc.win_length:
             add("val", train_y[-v:], spk, f"{p.name}#val")
             train_y = train_y[:-v]
         add("train", train_y, spk, p.name)
