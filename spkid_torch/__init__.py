@@ -30,3 +30,8 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
+
+
+# training API (spkid_<backend>.train): fit / evaluate / embed / checkpoints
+_LAZY.update({n: "train" for n in ("fit", "evaluate", "embed", "load_model", "load_checkpoint")})
+__all__ += ["fit", "evaluate", "embed", "load_model", "load_checkpoint"]
