@@ -55,6 +55,10 @@ _LAZY = {
     "export_model": "export",
     "OnnxEmbedder": "export",
     "open_embedder": "export",
+    "TrainConfig": "config",
+    "FeatureSet": "sampling",
+    "load_embedder": "inference",
+    "embed_files": "inference",
 }
 
 __all__ = [
