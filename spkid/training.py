@@ -16,7 +16,7 @@ Run directory layout::
     RUN/checkpoints/last.json          copy of the newest epoch's metadata (resume reads this)
     RUN/checkpoints/best.json          copy of the best epoch's metadata (inference reads this)
 
-Each file is written to a temporary name, fsync'ed and renamed, and the metadata only after its state
+Each file is written to a temporary name, fsync'ed and renamed (:mod:`spkid.fileio`), and the metadata only after its state
 file, so a crash leaves the previous complete checkpoint in place. Old epoch files are deleted once
 neither ``last.json`` nor ``best.json`` refers to them.
 """
@@ -29,7 +29,6 @@ import io
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol, Sequence
 
@@ -37,6 +36,8 @@ import numpy as np
 
 from .config import FeatureConfig, TrainConfig
 from .errors import CheckpointError
+from .fileio import atomic_write
+from .fileio import atomic_write_json as _atomic_write_json
 from .sampling import FeatureSet, TrainSampler
 from .specs import ModelSpec, model_spec
 
@@ -87,27 +88,9 @@ class RunPaths:
         return self.checkpoints / "best.json"
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp_path)``, fsync the result and rename it onto ``path``; returns ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        with open(tmp, "rb+") as fh:
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
-    text = json.dumps(obj, indent=1, sort_keys=True, default=_json_default)
-    return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
+    """:func:`spkid.fileio.atomic_write_json` that also writes numpy scalars and arrays."""
+    return _atomic_write_json(path, obj, default=_json_default)
 
 
 def _json_default(o: Any) -> Any:

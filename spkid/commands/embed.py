@@ -29,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import SplitError
     from ..inference import load_embedder
     from ..sampling import FeatureSet
-    from ..training import atomic_write, atomic_write_json
+    from ..fileio import atomic_write
+    from ..training import atomic_write_json
     from .train import load_split
 
     emb = load_embedder(args.model)
