@@ -8,7 +8,7 @@
   (batch,) int64, outputs ``logits``, ``embedding``, ``attention``. ``metadata_props`` carry everything
   inference needs (feature config, training config for cropping / windows, labels, model name, spec).
 - ``torchscript``: a traced module with the same signature, metadata inside the archive.
-- ``keras``: a ``.keras`` file plus the metadata in ``OUT.json`` beside it.
+- ``keras``: a ``.keras`` file plus the metadata in a ``.json`` of the same name beside it.
 
 :class:`OnnxEmbedder` runs an exported ``.onnx`` with onnxruntime behind the same interface as
 :class:`spkid.inference.Embedder` (``embed`` / ``logits`` / ``attention`` / ``identify``, ``labels``,

@@ -47,23 +47,20 @@ def _sidecar(path: Path) -> Path:
 
 
 def to_keras(model: SpeakerNet, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> Path:
-    """``model.save`` to ``path`` (must end in ``.keras``) plus the metadata in ``PATH.json`` beside it
+    """``model.save`` to ``path`` (must end in ``.keras``) plus the metadata in a ``.json`` of the same name beside it
     (a ``.keras`` archive has no slot for it); both written to temporary names and renamed."""
-    from spkid.training import atomic_write_json
+    from spkid.fileio import atomic_write, atomic_write_json
 
     path = Path(path)
     if path.suffix != ".keras":
         raise CheckpointError("a Keras export must end in .keras", path=path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".keras", dir=path.parent)
-    os.close(fd)
-    try:
-        model.save(tmp, overwrite=True)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+
+    def write(tmp: Path) -> None:  # keras insists on the .keras suffix: save beside, then move
+        with tempfile.TemporaryDirectory(prefix=".keras-export-", dir=tmp.parent) as d:
+            model.save(Path(d) / "model.keras")
+            os.replace(Path(d) / "model.keras", tmp)
+
+    atomic_write(path, write)
     atomic_write_json(_sidecar(path), metadata or {})
     return path
 

@@ -65,7 +65,7 @@ def to_onnx(model: nn.Module, path: str | os.PathLike, metadata: dict[str, str] 
     """
     import onnx
 
-    from spkid.training import atomic_write
+    from spkid.fileio import atomic_write
 
     wrapper = _eval_wrapper(model)
     dynamic = {"features": {0: "batch", 1: "time"}, "lengths": {0: "batch"}, "logits": {0: "batch"},
@@ -91,7 +91,7 @@ def to_onnx(model: nn.Module, path: str | os.PathLike, metadata: dict[str, str] 
 def to_torchscript(model: nn.Module, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> Path:
     """Trace ``model`` (same signature as the ONNX file) and save it with ``torch.jit.save``; the metadata
     travels inside the archive as the extra file ``spkid.json``."""
-    from spkid.training import atomic_write
+    from spkid.fileio import atomic_write
 
     wrapper = _eval_wrapper(model)
     with warnings.catch_warnings(), torch.no_grad():
