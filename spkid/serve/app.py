@@ -5,8 +5,8 @@ Routes (JSON in error cases too, never an HTML traceback):
 - ``GET /``            the single-page UI (``index.html`` beside this module: record / upload, bar chart, enrol)
 - ``GET /health``      ``{"status": "ok", "model", "backend", "speakers", "utterances", "threshold"}``
 - ``GET /speakers``    ``{"speakers": [{"name", "utterances"}], "count"}``
-- ``POST /enroll``     multipart ``name`` + one or more ``audio`` files -> ``{"speaker", "added", "utterances", "count"}``;
-  the gallery is saved atomically (:meth:`Gallery.save`) before the response
+- ``POST /enroll``     multipart ``name`` + one or more ``audio`` files -> ``{"speaker", "added", "utterances",
+  "count"}``; the gallery is saved atomically (:meth:`Gallery.save`) before the response
 - ``POST /identify``   multipart ``audio`` (+ optional ``top_k``) -> ``{"speaker" (name or "unknown"), "score",
   "unknown", "threshold", "candidates": [{"speaker", "score"}], "duration"}``; scores are cosine
   similarities to the speakers' centroids
