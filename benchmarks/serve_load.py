@@ -54,7 +54,7 @@ def main(argv=None) -> int:
         client = Client(url)
         if not args.gallery:
             for s in FSDD_SPEAKERS:
-                assert client.enroll(s, fsdd_files(DATA, s, (1, 2)))["status"] == 200
+                assert client.enroll(s, fsdd_files(DATA, s, (1, 2)))["http_status"] == 200
         before = snapshot(gallery)
         queries = [(s, p) for s in FSDD_SPEAKERS for p in fsdd_files(DATA, s, (0,))]
         latencies, errors, correct = [], [], []
@@ -72,12 +72,12 @@ def main(argv=None) -> int:
                 try:
                     r = client.identify(path)
                 except Exception as exc:  # connection errors count as errors
-                    r = {"status": type(exc).__name__}
+                    r = {"http_status": type(exc).__name__}
                 dt = time.perf_counter() - t0
                 with lock:
                     latencies.append(dt)
-                    if r["status"] != 200:
-                        errors.append(r["status"])
+                    if r["http_status"] != 200:
+                        errors.append(r["http_status"])
                     else:
                         correct.append(r["speaker"] == speaker)
 

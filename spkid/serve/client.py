@@ -31,7 +31,7 @@ def encode_multipart(fields: dict[str, str], files: Sequence[tuple[str, str, byt
 
 
 class Client:
-    """JSON calls to a running service; an HTTP error status returns its JSON body with ``"status"`` added."""
+    """JSON calls to a running service; an HTTP error status returns its JSON body; ``"http_status"`` is added to every answer."""
 
     def __init__(self, base_url: str, timeout: float = 60.0):
         self.base_url, self.timeout = base_url.rstrip("/"), timeout
@@ -42,9 +42,9 @@ class Client:
             req.add_header("Content-Type", content_type)
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as r:
-                return {**json.load(r), "status": r.status}
+                return {**json.load(r), "http_status": r.status}
         except urllib.error.HTTPError as exc:
-            return {**json.load(exc), "status": exc.code}
+            return {**json.load(exc), "http_status": exc.code}
 
     def health(self) -> dict:
         return self._call("/health")

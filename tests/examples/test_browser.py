@@ -52,7 +52,7 @@ def service(fsdd_dir, tmp_path_factory):
         client = Client(url)
         for s in FSDD_SPEAKERS:
             r = client.enroll(s, fsdd_files(fsdd_dir, s, (1, 2)))
-            assert r["status"] == 200, r
+            assert r["http_status"] == 200, r
         yield url
     finally:
         proc.terminate()
