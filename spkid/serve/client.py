@@ -31,7 +31,7 @@ def encode_multipart(fields: dict[str, str], files: Sequence[tuple[str, str, byt
 
 
 class Client:
-    """JSON calls to a running service; error statuses return their JSON body too; every answer gets ``"http_status"``."""
+    """JSON calls to a running service; every answer (errors too) is its JSON body plus ``"http_status"``."""
 
     def __init__(self, base_url: str, timeout: float = 60.0):
         self.base_url, self.timeout = base_url.rstrip("/"), timeout
