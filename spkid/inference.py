@@ -127,7 +127,12 @@ class Embedder:
 
 
 def load_embedder(path: str | os.PathLike, *, prefer: str = "best") -> Embedder:
-    """Load a checkpoint (run dir, metadata ``.json`` or state file) with the backend that made it."""
+    """Load a checkpoint (run dir, metadata ``.json`` or state file) with the backend that made it, or an
+    exported ``.onnx`` (an :class:`spkid.export.OnnxEmbedder`, no framework needed)."""
+    if os.fspath(path).endswith(".onnx"):
+        from .export import OnnxEmbedder  # lazy: spkid.export imports this module
+
+        return OnnxEmbedder(path)
     from .training import read_checkpoint
 
     meta, state = read_checkpoint(path, prefer=prefer)
