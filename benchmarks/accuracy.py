@@ -52,6 +52,7 @@ RECIPES = {
                      freq_mask_bins=5, augment_prob=0.5, label_smoothing=0.1),
 }
 FEATURES = {"fsdd": FeatureConfig(sr=8000, n_fft=512, n_mels=40), "libri251": FeatureConfig(sr=16000, n_mels=40)}
+NORMALIZE = {"mean": "mean", "meanvar": "meanvar", "none": None}
 
 
 def with_noisy_copies(data: FeatureSet, waves: dict, fc: FeatureConfig, config: TrainConfig) -> FeatureSet:
@@ -135,6 +136,9 @@ def main(argv=None) -> int:
     ap.add_argument("--val-seconds", type=float, default=1.5, help="libri251: training audio held out for val")
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--out", type=Path, help="run directory (default: a temporary one)")
+    ap.add_argument("--normalize", choices=list(NORMALIZE), default="mean",
+                    help="per-utterance feature normalisation (mean subtraction also removes the long-term "
+                         "spectrum, a speaker cue)")
     ap.add_argument("--progress", action="store_true")
     args = ap.parse_args(argv)
 
@@ -145,7 +149,7 @@ def main(argv=None) -> int:
     if args.config:
         recipe.update(load_yaml_config(args.config))
     config = TrainConfig.from_dict(recipe)
-    fc = FEATURES[args.protocol]
+    fc = FEATURES[args.protocol].replace(normalize=NORMALIZE[args.normalize])
     t0 = time.perf_counter()
     if args.protocol == "fsdd":
         train, val, test = fsdd_sets(args.data / "fsdd", fc, config)
