@@ -24,6 +24,8 @@ COMMANDS = [
     "train",
     "evaluate",
     "embed",
+    "enroll",
+    "identify",
     "export",
     "serve",
 ]

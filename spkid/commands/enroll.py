@@ -1,0 +1,174 @@
+"""``spkid enroll --model CKPT_OR_ONNX --gallery G NAME FILE [FILE...]`` | ``--from-dir DIR``.
+
+Embeds each recording with the model (a run directory or checkpoint of either backend, or an exported
+``.onnx``) and enrols it under NAME in the :class:`~spkid.gallery.Gallery` ``G`` (``G.json`` + ``G.npz``,
+created when missing; enrolling an existing NAME again adds utterances and updates its centroid). With
+``--from-dir DIR`` every sub-folder of DIR is a speaker and all audio below it is enrolled. Unreadable
+files are reported and skipped; the exit status is 1 only when nothing could be enrolled.
+
+The gallery records how its embeddings were made (model name, spec, feature config and a *fingerprint*:
+the model's unit embedding of a fixed pseudo-random input, which identifies the trained weights across
+backends and export formats). A gallery made with another model or feature config is refused with a
+:class:`~spkid.errors.GalleryError` showing both, so embeddings from different spaces never mix.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections import defaultdict
+
+import numpy as np
+
+NAME = "enroll"
+HELP = "Enrol speakers' recordings in a gallery (created when missing; enrolling again updates the centroid)."
+
+CHECKED_KEYS = ("feature_config", "model", "spec")  # must equal the model's when the gallery has them
+FINGERPRINT_FRAMES = 200
+FINGERPRINT_MIN_COSINE = 0.999  # same weights agree to ~1e-5 across torch / keras / onnx
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--model``, ``--gallery``, ``--no-progress`` (shared with ``spkid identify``)."""
+    parser.add_argument("--model", required=True, metavar="CKPT_OR_ONNX",
+                        help="run directory, checkpoint .json / state file (torch or keras), or exported .onnx")
+    parser.add_argument("--gallery", required=True, metavar="G", help="gallery G (G.json + G.npz)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_model_arguments(parser)
+    parser.add_argument("--from-dir", metavar="DIR",
+                        help="enrol every sub-folder of DIR as a speaker (folder name = speaker name)")
+    parser.add_argument("--threshold", type=float,
+                        help="store this open-set threshold (cosine) in the gallery: identify's default")
+    parser.add_argument("name", nargs="?", metavar="NAME", help="speaker name")
+    parser.add_argument("files", nargs="*", metavar="FILE", help="recordings of NAME")
+
+
+def fingerprint(embedder) -> list[float]:
+    """(E,) unit embedding of a fixed pseudo-random (200, n_mels) input, rounded to 6 decimals."""
+    x = np.random.default_rng(0).standard_normal((FINGERPRINT_FRAMES, embedder.feature_config.n_mels))
+    e = embedder.embed([x.astype(np.float32)])[0].astype(np.float64)
+    return np.round(e / max(np.linalg.norm(e), 1e-12), 6).tolist()
+
+
+def gallery_metadata(embedder, model_path) -> dict:
+    """What a gallery records about the model that made its embeddings (the keys of CHECKED_KEYS,
+    ``fingerprint``, and for information ``source`` / ``backend``)."""
+    return {"model": embedder.model_name, "spec": embedder.metadata["spec"],
+            "feature_config": embedder.feature_config.to_dict(), "fingerprint": fingerprint(embedder),
+            "source": os.fspath(model_path), "backend": embedder.backend}
+
+
+def _differences(have, want) -> str:
+    if isinstance(have, dict) and isinstance(want, dict):
+        keys = sorted(k for k in set(have) | set(want) if _json(have.get(k)) != _json(want.get(k)))
+        return ", ".join(f"{k}: gallery {have.get(k, '<missing>')!r} vs model {want.get(k, '<missing>')!r}"
+                         for k in keys)
+    return f"gallery {have!r} vs model {want!r}"
+
+
+def _json(value) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def check_gallery(gallery, meta: dict, path) -> list[str]:
+    """Raise GalleryError when ``gallery`` was made with another model than ``meta`` describes.
+
+    Keys the gallery lacks (galleries made elsewhere) cannot be checked: returns notes naming them.
+    """
+    from ..errors import GalleryError
+
+    made = gallery.metadata
+    origin = f" (enrolled with {made['source']})" if "source" in made else ""
+    for key in CHECKED_KEYS:
+        if key in made and _json(made[key]) != _json(meta[key]):
+            raise GalleryError(f"made with another {key}{origin}: {_differences(made[key], meta[key])}", path=path)
+    dim = len(meta["fingerprint"])
+    if gallery.dim is not None and gallery.dim != dim:
+        raise GalleryError(f"holds {gallery.dim}-d embeddings{origin}, the model makes {dim}-d ones", path=path)
+    if "fingerprint" in made:
+        cos = float(np.dot(made["fingerprint"], meta["fingerprint"]))
+        if cos < FINGERPRINT_MIN_COSINE:
+            raise GalleryError(f"made with other trained weights{origin} (same architecture and features, but the "
+                               f"fingerprint embeddings agree only to cosine {cos:.4f}); enrol into a new gallery",
+                               path=path)
+    return [f"gallery has no {key!r} record: cannot check it matches the model"
+            for key in (*CHECKED_KEYS, "fingerprint") if key not in made]
+
+
+def open_gallery(path, embedder, model_path, *, create: bool):
+    """(gallery, its json path, notes): the gallery at ``path`` checked against the model; a new empty one
+    (with the model's metadata) when it does not exist and ``create``; GalleryError otherwise."""
+    from ..gallery import Gallery
+
+    jpath, _ = Gallery.paths(path)
+    meta = gallery_metadata(embedder, model_path)
+    if create and not jpath.exists():
+        return Gallery(metadata=meta), jpath, []
+    gallery = Gallery.load(jpath)
+    return gallery, jpath, check_gallery(gallery, meta, jpath)
+
+
+def speakers_to_enroll(args: argparse.Namespace) -> dict[str, list[str]]:
+    """``{speaker: [audio paths]}`` from ``NAME FILE...`` or ``--from-dir DIR``."""
+    from ..errors import ConfigError, SplitError
+
+    if args.from_dir:
+        if args.name or args.files:
+            raise ConfigError("give either NAME FILE... or --from-dir DIR, not both")
+        from pathlib import Path
+
+        from ..splits import scan_folders
+
+        root = Path(args.from_dir)
+        if not root.is_dir():
+            raise SplitError("not a directory", path=root)
+        jobs: dict[str, list[str]] = defaultdict(list)
+        for u in scan_folders(root):
+            jobs[u.speaker].append(os.fspath(root / u.path))
+        if not jobs:
+            raise SplitError("no audio files in speaker sub-folders (DIR/SPEAKER/*.wav ...)", path=root)
+        return dict(jobs)
+    if not args.name or not args.files:
+        raise ConfigError("give a speaker NAME and at least one FILE (or --from-dir DIR)")
+    return {args.name: list(args.files)}
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..inference import embed_files, load_embedder
+
+    jobs = speakers_to_enroll(args)
+    embedder = load_embedder(args.model)
+    gallery, jpath, notes = open_gallery(args.gallery, embedder, args.model, create=True)
+    for note in notes:
+        print(f"note: {note}")
+    failed: list[tuple[str, str]] = []
+    added = 0
+    for name, files in jobs.items():
+        known = set(gallery.utterance_ids(name)) if name in gallery else set()
+        ids = {os.path.abspath(f): f for f in files}  # a file given twice is enrolled once
+        fresh = [f for i, f in ids.items() if i not in known]
+        failed += [(f, f"already enrolled for {name!r}") for i, f in ids.items() if i in known]
+        emb, ok, bad = embed_files(fresh, embedder, progress=not args.no_progress)
+        failed += bad
+        if not ok:
+            print(f"{name}: nothing enrolled")
+            continue
+        existed = name in gallery
+        gallery.enroll(name, emb, ids=[os.path.abspath(p) for p in ok])
+        added += len(ok)
+        print(f"{name}: +{len(ok)} utterance(s), {gallery.n_utterances(name)} in all"
+              + (" (centroid updated)" if existed else " (new speaker)"))
+    if args.threshold is not None:
+        gallery.threshold = float(args.threshold)
+    for path, why in failed:
+        print(f"skipped {path}: {why}")
+    if not added:
+        print(f"nothing enrolled ({len(failed)} file(s) skipped); {jpath} left unchanged")
+        return 1
+    gallery.save(jpath)
+    print(f"enrolled {added} file(s), skipped {len(failed)}; gallery {jpath}: {len(gallery)} speaker(s), "
+          f"{gallery.n_utterances()} utterance(s), threshold {gallery.threshold}")
+    return 0
