@@ -147,7 +147,7 @@ def _type_name(tp: Any) -> str:
 def round_half_up(x: float) -> int:
     """Seconds x rate -> samples, rounding halves up like python_speech_features (0.5 -> 1), not
     Python's banker's rounding. The one rule for frame lengths in spkid."""
-    return int(decimal.Decimal(x).quantize(decimal.Decimal("1"), rounding=decimal.ROUND_HALF_UP))
+    return int(decimal.Decimal(x).to_integral_value(rounding=decimal.ROUND_HALF_UP))  # no precision limit
 
 
 def load_yaml_config(path: str | Path) -> dict[str, Any]:
