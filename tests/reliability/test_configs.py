@@ -17,6 +17,7 @@ FEATURE_BAD = [  # (overrides, words the message must contain)
     ({"frame_shift": 1e-6}, ["frame_shift", ">= 1"]),  # rounds to a 0-sample hop
     ({"frame_length": -0.025}, ["frame_length"]),
     ({"frame_length": float("nan")}, ["frame_length"]),
+    ({"frame_length": 6.25e23}, ["longer than n_fft"]),  # found by test_fuzz: once a decimal.InvalidOperation
     ({"sr": -16000}, ["sr", "> 0"]),  # negative rate
     ({"sr": 0}, ["sr"]),
     ({"n_fft": 256}, ["longer than n_fft=256"]),  # 400-sample frame does not fit
