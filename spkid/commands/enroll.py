@@ -4,7 +4,8 @@ Embeds each recording with the model (a run directory or checkpoint of either ba
 ``.onnx``) and enrols it under NAME in the :class:`~spkid.gallery.Gallery` ``G`` (``G.json`` + ``G.npz``,
 created when missing; enrolling an existing NAME again adds utterances and updates its centroid). With
 ``--from-dir DIR`` every sub-folder of DIR is a speaker and all audio below it is enrolled. Unreadable
-files are reported and skipped; the exit status is 1 only when nothing could be enrolled.
+files are reported and skipped; the exit status is 1 only when nothing could be enrolled. Concurrent
+enrolments into one gallery take turns (a ``G.json.lock`` file beside it), so none is lost.
 
 The gallery records how its embeddings were made (model name, spec, feature config and a *fingerprint*:
 the model's unit embedding of a fixed pseudo-random input, which identifies the trained weights across
@@ -137,11 +138,24 @@ def speakers_to_enroll(args: argparse.Namespace) -> dict[str, list[str]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..inference import embed_files, load_embedder
+    from filelock import FileLock
+
+    from ..gallery import Gallery
+    from ..inference import load_embedder
 
     jobs = speakers_to_enroll(args)
     embedder = load_embedder(args.model)
-    gallery, jpath, notes = open_gallery(args.gallery, embedder, args.model, create=True)
+    jpath, _ = Gallery.paths(args.gallery)
+    jpath.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{jpath}.lock"):  # concurrent enrolments into one gallery take turns: no lost updates
+        return enroll_into(jpath, jobs, embedder, args)
+
+
+def enroll_into(jpath, jobs: dict[str, list[str]], embedder, args: argparse.Namespace) -> int:
+    """Load (or create) the gallery, embed and enrol ``jobs``, save; the exit status."""
+    from ..inference import embed_files
+
+    gallery, jpath, notes = open_gallery(jpath, embedder, args.model, create=True)
     for note in notes:
         print(f"note: {note}")
     failed: list[tuple[str, str]] = []
