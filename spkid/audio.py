@@ -182,6 +182,9 @@ def load_audio_with_rate(
     if sr is not None and sr != rate:
         y, rate = resample(y, rate, int(sr)), int(sr)
     y = np.ascontiguousarray(y if mono else y.T, dtype=np.float32)
+    if not np.isfinite(y).all():  # finite but absurd float samples (e.g. 1e38) overflow when mixed/resampled
+        raise AudioError(f"samples overflow to NaN/Inf when mixed down or resampled (peak "
+                         f"{float(np.abs(data).max()):.3g}; corrupt float data?)", path=p)
     return y, rate
 
 
