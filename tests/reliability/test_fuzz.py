@@ -101,8 +101,8 @@ def test_fbank_any_parameters_give_features_or_a_spkid_error(params, signal):
     try:
         out = F.fbank(y, **params)
     except (ConfigError, FeatureError) as exc:
-        # refused: the config was invalid, or the signal short / non-finite
-        assert config is None or len(y) < config.win_length or not np.isfinite(y).all(), exc
+        # refused: the config was invalid, or the signal short / non-finite / overflowing float32
+        assert config is None or len(y) < config.win_length or not np.isfinite(y).all() or signal[1] == "huge", exc
         return
     assert config is not None, "fbank accepted parameters FeatureConfig refuses"
     assert out.dtype == np.float32
@@ -250,6 +250,17 @@ def test_mutated_audio_decodes_or_raises_audio_error(tmp_path_factory, kind, edi
             assert str(path) in str(exc)
             continue
         assert y.dtype == np.float32 and y.ndim == 1 and len(y) >= 400 and np.isfinite(y).all()
+
+
+@pytest.mark.parametrize("channels,sr", [(1, 16000), (2, 8000)])
+def test_float_samples_that_overflow_when_mixed_or_resampled_are_refused(tmp_path, channels, sr):
+    """Found by the fuzz above: a float WAV shifted by one byte decodes to finite values near 1e38."""
+    y = np.full((1600, channels), 3e38, np.float32)
+    y[::2] *= -1
+    sf.write(tmp_path / "wild.wav", y, 8000, subtype="FLOAT")
+    with pytest.raises(AudioError, match="overflow") as exc:
+        load_audio(tmp_path / "wild.wav", sr=sr)
+    assert str(tmp_path / "wild.wav") in str(exc.value)
 
 
 # ---------------------------------------------------------------------------------------- gallery files
