@@ -349,7 +349,7 @@ def _read_header(jpath: Path) -> dict:
         if not isinstance(header.get(key), tp) or isinstance(header.get(key), bool):
             raise GalleryError(f"header field {key!r} missing or not a {tp.__name__}", path=jpath)
     thr = header.get("threshold")
-    if thr is not None and not (isinstance(thr, (int, float)) and math.isfinite(thr)):
+    if "threshold" not in header or (thr is not None and not (isinstance(thr, (int, float)) and math.isfinite(thr))):
         raise GalleryError(f"header field 'threshold' must be a finite number or null, got {thr!r}", path=jpath)
     if Path(header["npz"]).name != header["npz"]:
         raise GalleryError(f"header field 'npz' must be a bare file name, got {header['npz']!r}", path=jpath)
