@@ -277,3 +277,14 @@ def test_mutated_gallery_header_loads_or_raises_gallery_error(tmp_path_factory, 
         assert "gal." in str(exc)
         return
     assert loaded.speakers == g.speakers
+
+
+def test_gallery_header_without_threshold_key_is_refused(tmp_path):
+    """Found by the fuzz above: a renamed 'threshold' key once raised KeyError."""
+    g = Gallery().enroll("ann", np.ones((1, 4)))
+    jpath = g.save(tmp_path / "gal")
+    header = json.loads(jpath.read_text())
+    header["thresholc"] = header.pop("threshold")
+    jpath.write_text(json.dumps(header))
+    with pytest.raises(GalleryError, match="threshold"):
+        Gallery.load(jpath)
