@@ -91,9 +91,41 @@ def _sf_reason(exc: BaseException) -> str:
     return msg.split(": ", 1)[1] if msg.startswith("Error opening") and ": " in msg else msg
 
 
+def _check_wav_complete(path: Path) -> None:
+    """Refuse a RIFF/WAVE file whose ``data`` chunk is shorter than its header declares.
+
+    libsndfile silently trusts the file size over the header, so a download cut short would otherwise
+    load as a shorter clip. A declared size of 0 or 0xFFFFFFFF (streaming writers) is not checked.
+    """
+    import struct
+
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return  # not plain RIFF/WAVE (RF64, W64, ...): libsndfile's own checks apply
+        pos = 12
+        while pos + 8 <= size:
+            fh.seek(pos)
+            chunk_id, chunk_len = struct.unpack("<4sI", fh.read(8))
+            if chunk_id == b"data":
+                present = size - pos - 8
+                if chunk_len not in (0, 0xFFFFFFFF) and chunk_len > present:
+                    raise AudioError(
+                        f"truncated WAV: the data chunk declares {chunk_len} bytes but only {present} are "
+                        "present (incomplete download or copy?)",
+                        path=path,
+                    )
+                return
+            pos += 8 + chunk_len + (chunk_len & 1)
+
+
 def _decode(path: Path) -> tuple[np.ndarray, int]:
     """Decode to a float32 (n, channels) array and the native rate."""
     import soundfile as sf
+
+    if path.suffix.lower() in (".wav", ".wave"):
+        _check_wav_complete(path)
 
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
