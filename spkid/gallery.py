@@ -293,6 +293,7 @@ class Gallery:
             "metadata": self.metadata,
         }
         try:
+            header["header_sha256"] = _header_digest(header)
             text = json.dumps(header, indent=1, sort_keys=True, allow_nan=False)
         except (TypeError, ValueError) as exc:
             raise GalleryError(f"metadata is not JSON-serialisable: {exc}", path=jpath) from None
@@ -325,6 +326,12 @@ class Gallery:
         return gallery
 
 
+def _header_digest(header: Mapping[str, Any]) -> str:
+    """sha256 of the header's canonical JSON without its own digest field (so edits are detected)."""
+    body = {k: v for k, v in header.items() if k != "header_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, allow_nan=False).encode("utf-8")).hexdigest()
+
+
 def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
@@ -343,7 +350,7 @@ def _read_header(jpath: Path) -> dict:
             f"unsupported gallery version {header.get('version')!r} (this spkid reads {FORMAT_VERSION})",
             path=jpath,
         )
-    types = {"npz": str, "npz_sha256": str, "dim": int, "n_utterances": int, "speakers": list,
+    types = {"header_sha256": str, "npz": str, "npz_sha256": str, "dim": int, "n_utterances": int, "speakers": list,
              "utterance_ids": list, "metadata": dict}
     for key, tp in types.items():
         if not isinstance(header.get(key), tp) or isinstance(header.get(key), bool):
@@ -353,6 +360,16 @@ def _read_header(jpath: Path) -> dict:
         raise GalleryError(f"header field 'threshold' must be a finite number or null, got {thr!r}", path=jpath)
     if Path(header["npz"]).name != header["npz"]:
         raise GalleryError(f"header field 'npz' must be a bare file name, got {header['npz']!r}", path=jpath)
+    try:
+        digest = _header_digest(header)
+    except (TypeError, ValueError) as exc:
+        raise GalleryError(f"gallery header is not canonical JSON: {exc}", path=jpath) from None
+    if digest != header["header_sha256"]:
+        raise GalleryError(
+            f"header checksum mismatch (header edited or corrupt): it says sha256 {header['header_sha256']}, "
+            f"its content hashes to {digest}",
+            path=jpath,
+        )
     return header
 
 

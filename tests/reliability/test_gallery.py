@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from spkid.errors import GalleryError
-from spkid.gallery import Gallery
+from spkid.gallery import Gallery, _header_digest
 
 D = 8
 
@@ -36,6 +36,13 @@ def _rewrite(jpath, npath, arrays=None, raw=None, allow_pickle=False, **header_c
     npath.write_bytes(raw)
     header = json.loads(jpath.read_text())
     header.update(npz_sha256=hashlib.sha256(raw).hexdigest(), **header_changes)
+    _reseal(jpath, header)
+
+
+def _reseal(jpath, header):
+    """Write ``header`` with a recomputed header checksum: an attacker who knows the format, so the
+    deeper consistency checks (not the checksum) must catch the tampering."""
+    header["header_sha256"] = _header_digest(header)
     jpath.write_text(json.dumps(header))
 
 
@@ -99,10 +106,21 @@ def test_tampered_json(saved, field, value, match):
     header[field] = value
     if field == "speakers" and value == ["ann", "eve"]:
         header["utterance_ids"] = header["utterance_ids"][:1] + [["e1"]]  # counts now disagree
-    jpath.write_text(json.dumps(header))
+    _reseal(jpath, header)
     with pytest.raises(GalleryError, match=match) as exc:
         Gallery.load(jpath)
     assert "gal." in str(exc.value)
+
+
+@pytest.mark.parametrize("field,value", [("speakers", ["ann", "eve"]), ("threshold", 0.99),
+                                         ("metadata", {"model": "vgg_attention"})])
+def test_edited_header_fails_its_checksum(saved, field, value):
+    """A hand-edited header (a renamed speaker, a changed threshold or model) is refused."""
+    jpath, _ = saved
+    header = json.loads(jpath.read_text())
+    header[field] = value
+    jpath.write_text(json.dumps(header))
+    _fails(jpath, "header checksum mismatch", jpath)
 
 
 def test_wrong_dims(saved):
