@@ -3,7 +3,7 @@
 For each clip: the ``top-k`` enrolled speakers ranked by cosine similarity to their centroid, the ``top-k``
 closest enrolled utterances, and the answer -- the best speaker, or ``unknown`` when its score is below
 the threshold (default: the one stored in the gallery; none means always answer). The gallery must have
-been made with the same model (see :mod:`spkid.commands.enroll`). ``--json`` prints one JSON document
+been made with the same model (see :func:`spkid.gallery.open_gallery`). ``--json`` prints one JSON document
 instead of tables. Unreadable clips are reported and skipped; exit status 1 when none could be read.
 """
 from __future__ import annotations
@@ -55,7 +55,7 @@ def table(clip: str, answer) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..inference import embed_files, load_embedder
-    from .enroll import open_gallery
+    from ..gallery import open_gallery
 
     if args.top_k < 1:
         raise ConfigError(f"--top-k must be at least 1, got {args.top_k}")

@@ -11,9 +11,9 @@ import os
 import sys
 
 from ..errors import BackendError
-from .app import create_app, load_gallery
+from .app import create_app
 
-__all__ = ["create_app", "load_gallery", "serve"]
+__all__ = ["create_app", "serve"]
 
 
 def _is_loopback(host: str) -> bool:
@@ -33,7 +33,8 @@ def serve(model: str | os.PathLike, gallery: str | os.PathLike, *, host: str = "
         raise BackendError("spkid serve needs Flask: pip install 'spkid[serve]'") from None
     from ..export import open_embedder
 
-    app = create_app(open_embedder(model), gallery, threshold=threshold, top_k=top_k, max_upload_mb=max_upload_mb)
+    app = create_app(open_embedder(model), gallery, threshold=threshold, top_k=top_k, max_upload_mb=max_upload_mb,
+                     model_source=model)
     server = make_server(host, port, app, threaded=True)
     if not _is_loopback(host):
         print(f"spkid serve: warning: listening on {host}, reachable from other machines; there is no "

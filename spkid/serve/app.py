@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import sys
 import threading
 import uuid
 from pathlib import Path
@@ -31,7 +32,7 @@ import numpy as np
 
 from ..errors import AudioError, GalleryError, SpkidError
 
-__all__ = ["create_app", "load_gallery"]
+__all__ = ["create_app"]
 
 log = logging.getLogger("spkid.serve")
 _INDEX = Path(__file__).with_name("index.html")
@@ -41,24 +42,8 @@ class RequestError(SpkidError):
     """A request lacks a field or has a malformed one (HTTP 400)."""
 
 
-def load_gallery(path: str | os.PathLike, embedder) -> Any:
-    """The gallery at ``path`` (``G``, ``G.npz`` or ``G.json``), or a new empty one when neither file exists;
-    GalleryError if its embedding dimension differs from the model's."""
-    from ..gallery import Gallery
-
-    jpath, _ = Gallery.paths(path)
-    meta = {"model": embedder.model_name, "feature_config": embedder.feature_config.to_dict()}
-    if not jpath.exists():
-        return Gallery(metadata=meta)
-    gallery = Gallery.load(jpath)
-    dim = int(embedder.metadata["spec"]["embedding_dim"])
-    if gallery.dim is not None and gallery.dim != dim:
-        raise GalleryError(f"gallery holds {gallery.dim}-d embeddings, the model makes {dim}-d ones", path=jpath)
-    return gallery
-
-
 def create_app(embedder, gallery_path: str | os.PathLike, *, threshold: float | None = None, top_k: int = 5,
-               max_upload_mb: float = 10.0):
+               max_upload_mb: float = 10.0, model_source: str | os.PathLike = ""):
     """The Flask app. ``embedder``: an :class:`~spkid.inference.Embedder` (or :class:`~spkid.export.OnnxEmbedder`);
     ``gallery_path``: where the gallery lives (created on first enrolment); ``threshold``: open-set
     threshold on the best cosine score (default: the gallery's own, None = always answer a name)."""
@@ -67,7 +52,12 @@ def create_app(embedder, gallery_path: str | os.PathLike, *, threshold: float | 
 
     from ..features import extract_features
 
-    gallery = load_gallery(gallery_path, embedder)
+    from ..gallery import open_gallery
+
+    # the same model check as `spkid enroll` / `identify`: a gallery of another model is refused
+    gallery, _, notes = open_gallery(gallery_path, embedder, model_source, create=True)
+    for note in notes:
+        print(f"spkid serve: note: {note}", file=sys.stderr)
     if threshold is None:
         threshold = gallery.threshold
     lock = threading.Lock()

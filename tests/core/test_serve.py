@@ -195,6 +195,14 @@ def test_gallery_of_another_dimension_is_refused(tmp_path):
         create_app(MeanStdEmbedder(), tmp_path / "g.npz")
 
 
+def test_gallery_of_another_feature_config_is_refused(tmp_path):
+    """The service applies the same gallery/model check as `spkid enroll` and `spkid identify`."""
+    other = FeatureConfig(sr=16000, n_mels=40).to_dict()
+    Gallery(metadata={"feature_config": other}).enroll("a", np.ones((1, 40), np.float32)).save(tmp_path / "g")
+    with pytest.raises(GalleryError, match="another feature_config"):
+        create_app(MeanStdEmbedder(), tmp_path / "g")
+
+
 def test_real_server_on_loopback(tmp_path, monkeypatch):
     monkeypatch.setattr("spkid.export.open_embedder", lambda path: MeanStdEmbedder())
     box = {}
