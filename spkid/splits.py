@@ -28,7 +28,7 @@ from pathlib import Path, PurePosixPath
 from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 from .errors import SplitError
-from .fileio import atomic_write_bytes, atomic_write_text, check_format, read_file_bytes, read_json_file
+from .fileio import atomic_write_text, check_format, read_file_bytes, read_json_file
 
 __all__ = [
     "SPLITS",
@@ -54,11 +54,6 @@ __all__ = [
     "write_manifest",
     "check_closed_set",
     "check_relpath",
-    "atomic_write_bytes",
-    "atomic_write_text",
-    "read_file_bytes",
-    "check_format",
-    "read_json_file",
 ]
 
 SPLITS = ("train", "val", "test")

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import SpkidError
     from ..audio import load_audio
     from ..features import fbank_from_config
-    from ..splits import atomic_write_bytes
+    from ..fileio import atomic_write_bytes
 
     config = config_from_args(args, FeatureConfig, args.feature_config)
     out_dir = Path(args.out) if args.out else None
