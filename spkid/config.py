@@ -252,6 +252,12 @@ class TrainConfig(StrictConfig):
     random SNR in dB, used where raw audio is at hand (``noise_copies`` noisy copies of each training
     utterance are added before feature extraction; ignored for pre-computed caches).
 
+    Scale-out (``spkid.distributed``): ``batch_size`` is always the global batch of one optimizer step.
+    ``devices="N"`` trains data-parallel on N devices (torch DistributedDataParallel under torchrun, keras
+    MirroredStrategy); the batch is cut into ``N * grad_accumulation`` contiguous micro-batches, device
+    ``r`` computing micro-batches ``r * grad_accumulation ...`` and the gradients averaged over the whole
+    batch, so only BatchNorm statistics (per micro-batch unless synchronised) depend on these settings.
+
     Evaluation: ``eval_mode="full"`` feeds each utterance whole (repeat-padded to ``crop_frames`` when
     shorter, like training); ``"windows"`` cuts it into windows of ``window_frames`` every ``hop_frames``
     and averages the logits and embeddings of the windows.
@@ -288,7 +294,8 @@ class TrainConfig(StrictConfig):
     hop_frames: int = 150
     eval_batch_size: int = 32
     num_workers: int = 0
-    devices: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", "gpu"
+    devices: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", "gpu", or a count "N" (data-parallel on N devices)
+    grad_accumulation: int = 1  # each device computes its share of a batch in this many micro-batches
 
     def validate(self) -> None:
         name = type(self).__name__
@@ -324,8 +331,10 @@ class TrainConfig(StrictConfig):
         need(self.noise_copies == 0 or self.noise_snr is not None, "noise_copies > 0 needs a noise_snr range")
         need(self.hop_frames <= self.window_frames,
              f"hop_frames ({self.hop_frames}) must be <= window_frames ({self.window_frames})")
-        need(self.devices == "auto" or self.devices in ("cpu", "gpu") or self.devices.startswith("cuda"),
-             f"devices must be 'auto', 'cpu', 'gpu' or 'cuda[:N]', got {self.devices!r}")
+        need(self.devices == "auto" or self.devices in ("cpu", "gpu") or self.devices.startswith("cuda")
+             or (self.devices.isdigit() and int(self.devices) >= 1),
+             f"devices must be 'auto', 'cpu', 'gpu', 'cuda[:N]' or a device count >= 1, got {self.devices!r}")
+        need(self.grad_accumulation >= 1, f"grad_accumulation must be >= 1, got {self.grad_accumulation}")
         try:  # the overrides must describe a valid architecture
             from .specs import model_spec
 

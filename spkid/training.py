@@ -58,7 +58,7 @@ __all__ = [
 
 CHECKPOINT_FORMAT = 1
 # TrainConfig fields that may change between a run and its resumption.
-_RESUMABLE_CHANGES = ("epochs", "num_workers", "devices", "eval_batch_size")
+_RESUMABLE_CHANGES = ("epochs", "num_workers", "devices", "eval_batch_size", "grad_accumulation")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -287,6 +287,9 @@ class Adapter(Protocol):
     def save(self, path: Path) -> None: ...
     def load(self, path: Path) -> None: ...
     def summary_writer(self, logdir: Path) -> Callable[[str, float, int], None] | None: ...
+    # Optional, for data-parallel adapters (spkid.distributed): ``world`` (number of devices, default 1),
+    # ``is_main`` (this process writes checkpoints, logs and progress; default True), ``sync()`` (called
+    # at each epoch's end, e.g. to copy rank 0's BatchNorm statistics) and ``share(obj)`` (rank 0's obj).
 
 
 def run_training(adapter: Adapter, config: TrainConfig, train_set: FeatureSet, val_set: FeatureSet | None,
@@ -296,10 +299,18 @@ def run_training(adapter: Adapter, config: TrainConfig, train_set: FeatureSet, v
 
     Each callback is called as ``cb(row)`` after every epoch (``row`` is that epoch's history dict);
     one returning True stops training after that epoch's checkpoint.
+
+    Data-parallel adapters (see :class:`Adapter`): every process runs this loop on the same global
+    batches; only the main process validates, writes checkpoints / history / TensorBoard and shows
+    progress, and its epoch row (hence the plateau's learning rate) is shared with the others.
     """
     from tqdm.auto import tqdm
 
+    from .distributed import usable
     from .inference import predict
+
+    main = getattr(adapter, "is_main", True)
+    progress = progress and main
 
     paths = RunPaths(Path(out_dir))
     paths.root.mkdir(parents=True, exist_ok=True)
@@ -329,7 +340,8 @@ def run_training(adapter: Adapter, config: TrainConfig, train_set: FeatureSet, v
         start, history, best_key = int(meta["epoch"]), list(meta["history"]), meta.get("best_key")
         plateau = Plateau.from_dict(meta["plateau"])
     sampler = TrainSampler(train_set, config)
-    scalar = adapter.summary_writer(paths.tensorboard)
+    scalar = adapter.summary_writer(paths.tensorboard) if main else None
+    world, share = getattr(adapter, "world", 1), getattr(adapter, "share", lambda obj: obj)
     for epoch in range(start, config.epochs):
         lr = plateau.lr
         totals: dict[str, float] = {}
@@ -337,6 +349,8 @@ def run_training(adapter: Adapter, config: TrainConfig, train_set: FeatureSet, v
         bar = tqdm(adapter.batches(sampler, epoch), total=len(sampler), disable=not progress, leave=False,
                    desc=f"epoch {epoch + 1}/{config.epochs}")
         for x, y in bar:
+            if not usable(len(y), world, config.grad_accumulation):
+                continue  # a small trailing batch, skipped by every rank alike
             stats = adapter.train_step(x, y, lr)
             b = len(y)
             seen += b
@@ -344,21 +358,24 @@ def run_training(adapter: Adapter, config: TrainConfig, train_set: FeatureSet, v
                 totals[k] = totals.get(k, 0.0) + float(v) * b
             bar.set_postfix(loss=f"{totals['loss'] / seen:.3f}")
         row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, **{k: v / max(seen, 1) for k, v in totals.items()}}
-        if val_set is not None and len(val_set):
+        if hasattr(adapter, "sync"):
+            adapter.sync()
+        if main and val_set is not None and len(val_set):
             logits = predict(adapter.forward, val_set.features, config, keys=("logits",))["logits"]
             rep = classification_report(logits, val_set.labels, val_set.speakers)
             row.update(val_loss=rep["loss"], val_top1=rep["top1"], val_top5=rep["top5"])
-            key = [row["val_top1"], -row["val_loss"]]
-        else:
-            key = [-row["loss"]]
+        row = share(row)
+        key = [row["val_top1"], -row["val_loss"]] if "val_top1" in row else [-row["loss"]]
         plateau.update(row.get("val_loss", row["loss"]))
         is_best = best_key is None or key > best_key
         best_key = key if is_best else best_key
         history.append(row)
         meta = {**base, "epoch": epoch + 1, "history": history, "plateau": plateau.to_dict(),
                 "best_key": best_key, "metrics": row}
-        _save_checkpoint(paths, meta, adapter.save, adapter.suffix, is_best)
-        _write_history(paths.history_csv, history)
+        if main:
+            _save_checkpoint(paths, meta, adapter.save, adapter.suffix, is_best)
+            _write_history(paths.history_csv, history)
+        share(None)  # a barrier: no rank moves on (or resumes) before rank 0's checkpoint is complete
         if scalar is not None:
             for k, v in row.items():
                 if k != "epoch":

@@ -5,11 +5,15 @@ Adam / SGD with decoupled weight decay (applied as ``w -= lr * wd * w`` before t
 optimizers), learning rate driven by :class:`spkid.training.Plateau`. The epoch loop, validation,
 checkpoints and history are shared with the keras backend in :func:`spkid.training.run_training`.
 
+Data-parallel training (``torchrun``, ``devices="N"``, ``grad_accumulation``, AMP) follows
+:mod:`spkid.distributed` with :mod:`spkid_torch.distributed`.
+
 Checkpoint state files are ``torch.save`` dicts of tensors (weights, optimizer state, RNG state), read
 back with ``torch.load(..., weights_only=True)``.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import warnings
@@ -21,12 +25,14 @@ import torch
 import torch.nn.functional as F
 
 from spkid.config import TrainConfig
+from spkid.distributed import micro_batches
 from spkid.errors import CheckpointError
 from spkid.inference import embed_with, evaluate_with
 from spkid.sampling import FeatureSet, TrainSampler
 from spkid.specs import ModelSpec, model_spec
 from spkid.training import check_compatible, check_model, read_checkpoint, run_training
 
+from . import distributed
 from .data import train_loader
 from .models import create_model
 
@@ -55,45 +61,78 @@ class TorchAdapter:
 
     def build(self, config: TrainConfig, spec: ModelSpec, n_classes: int) -> None:
         self.config = config
-        self.device = _device(config.devices)
+        self.dist = distributed.context(config.devices)
+        self.world, self.is_main = self.dist.world, self.dist.is_main
+        self.device = self.dist.device(config.devices) if self.world > 1 else _device(config.devices)
         self.amp = config.mixed_precision and self.device.type == "cuda"
         if config.mixed_precision and not self.amp:
             warnings.warn("mixed_precision needs a CUDA device; training in float32", stacklevel=2)
+        # bf16 where the GPU has it (no loss scaling needed), else fp16 with a GradScaler
+        self.amp_dtype = torch.bfloat16 if self.amp and torch.cuda.is_bf16_supported() else torch.float16
         torch.manual_seed(config.seed)
         model = self.initial_model or _build_model(spec, n_classes, config.model)
         self.model = check_model(model, spec, n_classes).to(self.device)
+        self.net = self.model
+        if self.world > 1:
+            if self.device.type == "cuda":  # SyncBatchNorm is CUDA-only in PyTorch
+                self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         params = self.model.parameters()
         if config.optimizer == "adam":
             self.opt = torch.optim.Adam(params, lr=config.lr, eps=1e-8)
         else:
             self.opt = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.amp_dtype == torch.float16)
 
     def batches(self, sampler: TrainSampler, epoch: int):
         return train_loader(sampler, epoch, num_workers=self.config.num_workers,
                             pin_memory=self.device.type == "cuda")
 
     def train_step(self, x, y, lr: float) -> dict:
+        """One optimizer step on the global batch ``(x, y)``; this rank computes its micro-batches
+        (:func:`spkid.distributed.micro_batches`). Returns the global batch's mean statistics."""
         c = self.config
         self.model.train()
-        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
         for group in self.opt.param_groups:
             group["lr"] = lr
-        with torch.autocast(self.device.type, enabled=self.amp):
-            out = self.model(x)
-            ce = F.cross_entropy(out["logits"].float(), y, label_smoothing=c.label_smoothing)
-            penalty = out["penalty"].float().mean()
-            loss = ce + c.penalty_coef * penalty
         self.opt.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
+        pieces = micro_batches(len(y), self.world, c.grad_accumulation, self.dist.rank)
+        sums = torch.zeros(4, dtype=torch.float64, device=self.device)
+        for k, (start, stop, weight) in enumerate(pieces):
+            xb = x[start:stop].to(self.device, non_blocking=True)
+            yb = y[start:stop].to(self.device, non_blocking=True)
+            last = k == len(pieces) - 1  # DDP all-reduces the gradients on the last backward only
+            with contextlib.nullcontext() if last or self.world == 1 else self.net.no_sync():
+                with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
+                    out = self.net(xb)
+                    ce = F.cross_entropy(out["logits"].float(), yb, label_smoothing=c.label_smoothing)
+                    penalty = out["penalty"].float().mean()
+                    loss = ce + c.penalty_coef * penalty
+                # DDP averages over ranks: weight * world makes the sum the global batch's mean gradient
+                self.scaler.scale(loss * (weight * self.world)).backward()
+            correct = (out["logits"].argmax(1) == yb).sum()
+            n = stop - start
+            sums += torch.stack([loss.detach() * n, ce.detach() * n, penalty.detach() * n, correct.float()]).double()
+        if self.world > 1:
+            torch.distributed.all_reduce(sums)
         if c.weight_decay:
             with torch.no_grad():
                 for p in self.model.parameters():
                     p.mul_(1.0 - lr * c.weight_decay)
         self.scaler.step(self.opt)
         self.scaler.update()
-        acc = (out["logits"].argmax(1) == y).float().mean()
-        return {"loss": loss.item(), "ce": ce.item(), "penalty": penalty.item(), "acc": acc.item()}
+        return dict(zip(("loss", "ce", "penalty", "acc"), (sums / len(y)).tolist()))
+
+    def sync(self) -> None:
+        """Copy rank 0's BatchNorm running statistics to every rank (each rank updated them with its own
+        micro-batches), so that all ranks hold the weights rank 0 saves."""
+        if self.world > 1:
+            for b in self.model.buffers():
+                torch.distributed.broadcast(b, src=0)
+
+    def share(self, obj):
+        return self.dist.share(obj) if self.world > 1 else obj
 
     def forward(self, x: np.ndarray, lengths: np.ndarray) -> dict:
         return _forward(self.model, x, lengths)
@@ -156,8 +195,13 @@ def fit(config: TrainConfig, train_set: FeatureSet, val_set: FeatureSet | None, 
     n_classes must be the run's) instead of a fresh seeded initialisation, e.g. weights ported from the
     other backend.
     """
-    return run_training(TorchAdapter(model), config, train_set, val_set, out_dir, resume=resume,
-                        callbacks=callbacks, progress=progress)
+    adapter = TorchAdapter(model)
+    try:
+        return run_training(adapter, config, train_set, val_set, out_dir, resume=resume, callbacks=callbacks,
+                            progress=progress)
+    finally:
+        if getattr(adapter, "world", 1) > 1:
+            distributed.close()
 
 
 def load_checkpoint(path: str | os.PathLike, *, prefer: str = "best") -> tuple[torch.nn.Module, dict]:

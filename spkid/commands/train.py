@@ -1,4 +1,8 @@
-"""``spkid train --backend torch|keras --model NAME --cache DIR | --data ROOT --out RUN [--resume]``.
+"""``spkid train --backend torch|keras --model NAME --cache DIR | --data ROOT --out RUN [--resume] [--devices N]``.
+
+``--devices N`` trains data-parallel on N devices (:mod:`spkid.distributed`): the torch backend
+relaunches this command under ``torch.distributed.run`` with N processes (or run ``torchrun
+--nproc_per_node N -m spkid train ...`` yourself); keras uses ``tf.distribute.MirroredStrategy``.
 
 Options come from a YAML file (``--config``) overridden by one ``--field`` flag per TrainConfig field
 (tuples and dicts as YAML, e.g. ``--gain-db "[-6, 6]"``). The data helpers here (``--cache`` from
@@ -117,15 +121,42 @@ def train_config_from_args(args: argparse.Namespace):
     return config_from_args(args, TrainConfig, args.config)
 
 
+def _launch_torchrun(args: argparse.Namespace, config, nproc: int) -> int:
+    """Run this training in ``nproc`` processes under torch.distributed.run (the resolved TrainConfig
+    travels as a YAML --config file); the exit status of the job."""
+    import json
+    import tempfile
+
+    import yaml
+
+    from ..distributed import launch_torchrun
+
+    with tempfile.TemporaryDirectory(prefix="spkid-train-") as tmp:
+        cfg = Path(tmp) / "train-config.yaml"
+        cfg.write_text(yaml.safe_dump(json.loads(config.to_json())), encoding="utf-8")
+        argv = ["train", "--backend", "torch", "--out", str(args.out), "--config", str(cfg)]
+        for flag in ("cache", "data", "layout", "pattern", "feature_config"):
+            if getattr(args, flag) is not None:
+                argv += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
+        argv += ["--resume"] * args.resume + ["--no-progress"] * args.no_progress
+        return launch_torchrun(argv, nproc)
+
+
 def run(args: argparse.Namespace) -> int:
     import importlib
+    import os
 
     from ..backends import get_backend
+    from ..distributed import device_count
     from ..sampling import split_holdout
 
     config = train_config_from_args(args)
+    nproc = device_count(config.devices)
+    if args.backend == "torch" and nproc > 1 and "WORLD_SIZE" not in os.environ:
+        return _launch_torchrun(args, config, nproc)
     module = importlib.import_module(get_backend(args.backend).__name__ + ".train")
-    progress = not args.no_progress
+    main = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 reports
+    progress = not args.no_progress and main
     train = load_split(args, "train", progress=progress)
     if train is None:
         from ..errors import SplitError
@@ -134,10 +165,11 @@ def run(args: argparse.Namespace) -> int:
     val = load_split(args, "val", feature_config=train.feature_config, speakers=train.speakers, progress=progress)
     if val is None and config.val_fraction > 0:
         train, val = split_holdout(train, config.val_fraction, config.seed)
-    print(f"{args.backend} {config.model}: {len(train)} training utterances, {train.n_classes} speakers, "
-          f"{0 if val is None else len(val)} validation utterances -> {args.out}")
+    if main:
+        print(f"{args.backend} {config.model}: {len(train)} training utterances, {train.n_classes} speakers, "
+              f"{0 if val is None else len(val)} validation utterances -> {args.out}")
     history = module.fit(config, train, val, Path(args.out), resume=args.resume, progress=progress)
-    if history:
+    if history and main:
         last = history[-1]
         print("final: " + " ".join(f"{k}={v:.4g}" for k, v in last.items() if isinstance(v, float)))
     return 0

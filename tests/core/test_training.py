@@ -23,7 +23,8 @@ def test_train_config_defaults_follow_the_paper():
     {"lr": 0}, {"lr": -1.0}, {"lr": float("nan")}, {"epochs": 0}, {"batch_size": 0}, {"crop_frames": 0},
     {"lr_factor": 1.0}, {"min_lr": 1.0}, {"label_smoothing": 1.0}, {"augment_prob": 1.5},
     {"gain_db": (3.0, -3.0)}, {"noise_copies": 2}, {"hop_frames": 400}, {"model": "vgg19"},
-    {"model_overrides": {"vgg": {"channels": []}}}, {"devices": "tpu"}, {"val_fraction": 1.0},
+    {"model_overrides": {"vgg": {"channels": []}}}, {"devices": "tpu"}, {"devices": "0"}, {"val_fraction": 1.0},
+    {"grad_accumulation": 0},
     {"optimizer": "rmsprop"}, {"epochs": 2.5}, {"mixed_precision": "yes"}, {"batch_size": True},
 ])
 def test_train_config_rejects_impossible_values(bad):

@@ -1,0 +1,42 @@
+"""Run by tests/torch/test_distributed.py under ``torch.distributed.run``: each rank trains the tiny model
+on the shared synthetic blobs for one epoch, resumes for a second, and dumps its full state after each."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from spkid.config import TrainConfig
+from spkid.training import run_training
+from spkid_torch import train
+from tests.train_cases import blobs
+
+
+def dump(model: torch.nn.Module, path: Path) -> None:
+    np.savez(path, **{k: v.detach().cpu().numpy() for k, v in model.state_dict().items()})
+
+
+def main(out: Path, config_json: str) -> None:
+    torch.set_num_threads(1)
+    rank = int(os.environ["RANK"])
+    cfg = TrainConfig.from_dict(json.loads(config_json))
+    adapters = []
+
+    class Keep(train.TorchAdapter):  # keep the adapter to read this rank's weights
+        def build(self, *a):
+            super().build(*a)
+            adapters.append(self)
+
+    for epochs in (1, 2):
+        run_training(Keep(), cfg.replace(epochs=epochs), blobs(), blobs(2, seed=1), out / "run", resume=epochs > 1,
+                     progress=False)
+        dump(adapters[-1].model, out / f"rank{rank}-epoch{epochs}.npz")
+    train.distributed.close()
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]), sys.argv[2])
