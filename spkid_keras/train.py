@@ -6,6 +6,10 @@ learning rate set every step from :class:`spkid.training.Plateau`. The step is a
 (TensorFlow backend of Keras) so that resuming restores exactly the same optimizer state; the epoch loop,
 validation, checkpoints and history are shared with torch in :func:`spkid.training.run_training`.
 
+Data-parallel training (``devices="N"``: ``tf.distribute.MirroredStrategy``; ``TF_CONFIG``: multi-worker)
+and ``grad_accumulation`` follow :mod:`spkid.distributed` with :mod:`spkid_keras.distributed`; one
+device runs the same step under TensorFlow's default strategy.
+
 Checkpoint state files are ``.npz`` (no pickle): every model variable and optimizer variable, in order,
 with their paths, checked on load.
 """
@@ -21,12 +25,14 @@ import keras
 import numpy as np
 
 from spkid.config import TrainConfig
+from spkid.distributed import micro_batches
 from spkid.errors import BackendError, CheckpointError
 from spkid.inference import embed_with, evaluate_with
 from spkid.sampling import FeatureSet, TrainSampler
 from spkid.specs import ModelSpec, model_spec
 from spkid.training import check_compatible, check_model, read_checkpoint, run_training
 
+from . import distributed
 from .data import EpochBatches, iterate
 from .models import create_model
 
@@ -117,41 +123,69 @@ class KerasAdapter:
             else:
                 warnings.warn("mixed_precision needs a GPU; training in float32", stacklevel=2)
         keras.utils.set_random_seed(config.seed)
-        self.model = check_model(self.initial_model or _build_model(spec, n_classes, config.model), spec, n_classes)
-        if config.optimizer == "adam":
-            self.opt = TorchStyleAdam(learning_rate=config.lr, epsilon=1e-8)
-        else:
-            self.opt = keras.optimizers.SGD(learning_rate=config.lr, momentum=config.momentum)
-        self.opt.build(self.model.trainable_variables)
-        self._step = tf.function(self._train_step, reduce_retracing=True)
+        self.strategy = distributed.strategy_for(config.devices)
+        self.world, self.is_main = self.strategy.num_replicas_in_sync, distributed.is_main(self.strategy)
+        with self.strategy.scope():  # variables mirrored on every replica
+            model = self.initial_model
+            if model is None or self.world > 1:
+                model = _build_model(spec, n_classes, config.model)
+                if self.initial_model is not None:
+                    model.set_weights(self.initial_model.get_weights())
+            self.model = check_model(model, spec, n_classes)
+            if self.world > 1:
+                distributed.sync_batchnorm(self.model)
+            # weight decay: Keras' decoupled form w -= lr * wd * w before the update (as the torch backend)
+            wd = config.weight_decay or None
+            if config.optimizer == "adam":
+                self.opt = TorchStyleAdam(learning_rate=config.lr, epsilon=1e-8, weight_decay=wd)
+            else:
+                self.opt = keras.optimizers.SGD(learning_rate=config.lr, momentum=config.momentum, weight_decay=wd)
+            self.opt.build(self.model.trainable_variables)
+        self._step = tf.function(self._distributed_step, reduce_retracing=True)
 
-    def _train_step(self, x, y, lr):
+    def _distributed_step(self, pieces, inv_n, lr):
+        self.opt.learning_rate.assign(lr)
+        sums = self.strategy.run(self._replica_step, args=(pieces, inv_n))
+        return self.strategy.reduce("SUM", sums, axis=None)
+
+    def _replica_step(self, pieces, inv_n):
+        """This replica's micro-batches: gradients of (summed loss) / (global batch size), accumulated, then
+        applied (the optimizer sums them across replicas). Returns the sums of loss, ce, penalty, hits."""
         tf, c = self.tf, self.config
         tv = self.model.trainable_variables
-        with tf.GradientTape() as tape:
-            out = _call(self.model, x, None, True)
-            logits = tf.cast(out["logits"], tf.float32)
-            n = tf.shape(logits)[-1]
-            target = tf.one_hot(y, n) * (1.0 - c.label_smoothing) + c.label_smoothing / tf.cast(n, tf.float32)
-            ce = -tf.reduce_mean(tf.reduce_sum(target * tf.nn.log_softmax(logits), axis=-1))
-            penalty = tf.reduce_mean(tf.cast(out["penalty"], tf.float32))
-            loss = ce + c.penalty_coef * penalty
-        grads = tape.gradient(loss, tv)
-        if c.weight_decay:
-            for v in tv:
-                v.assign(v * (1.0 - lr * c.weight_decay))
-        self.opt.learning_rate.assign(lr)
+        grads, sums = None, tf.zeros(4, tf.float32)
+        for x, y in pieces:
+            with tf.GradientTape() as tape:
+                out = _call(self.model, x, None, True)
+                logits = tf.cast(out["logits"], tf.float32)
+                n = tf.shape(logits)[-1]
+                target = tf.one_hot(y, n) * (1.0 - c.label_smoothing) + c.label_smoothing / tf.cast(n, tf.float32)
+                ce = -tf.reduce_sum(target * tf.nn.log_softmax(logits), axis=-1)
+                penalty = tf.cast(out["penalty"], tf.float32)
+                loss = tf.reduce_sum(ce + c.penalty_coef * penalty)
+                scaled = loss * inv_n
+            g = tape.gradient(scaled, tv)
+            grads = g if grads is None else [a + b for a, b in zip(grads, g)]
+            hits = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1), tf.cast(y, tf.int64)), tf.float32))
+            sums += tf.stack([loss, tf.reduce_sum(ce), tf.reduce_sum(penalty), hits])
         self.opt.apply(grads, tv)
-        acc = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, -1), tf.cast(y, tf.int64)), tf.float32))
-        return loss, ce, penalty, acc
+        return sums
 
     def batches(self, sampler: TrainSampler, epoch: int):
         return iterate(EpochBatches(sampler, epoch), num_workers=self.config.num_workers)
 
     def train_step(self, x, y, lr: float) -> dict:
-        tf = self.tf
-        vals = self._step(tf.constant(x), tf.constant(y), tf.constant(lr, tf.float32))
-        return dict(zip(("loss", "ce", "penalty", "acc"), (float(v) for v in vals)))
+        """One optimizer step on the global batch ``(x, y)``; replica ``r`` gets its micro-batches
+        (:func:`spkid.distributed.micro_batches`). Returns the global batch's mean statistics."""
+        tf, n = self.tf, len(y)
+
+        def pieces(ctx):
+            parts = micro_batches(n, self.world, self.config.grad_accumulation, ctx.replica_id_in_sync_group)
+            return tuple((tf.constant(x[a:b]), tf.constant(y[a:b])) for a, b, _ in parts)
+
+        per_replica = self.strategy.experimental_distribute_values_from_function(pieces)
+        sums = self._step(per_replica, tf.constant(1.0 / n, tf.float32), tf.constant(lr, tf.float32))
+        return dict(zip(("loss", "ce", "penalty", "acc"), (float(v) / n for v in sums.numpy())))
 
     def forward(self, x: np.ndarray, lengths: np.ndarray) -> dict:
         return _forward(self.model, x, lengths)
