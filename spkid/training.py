@@ -309,9 +309,6 @@ def run_training(adapter: Adapter, config: TrainConfig, train_set: FeatureSet, v
     from .distributed import usable
     from .inference import predict
 
-    main = getattr(adapter, "is_main", True)
-    progress = progress and main
-
     paths = RunPaths(Path(out_dir))
     paths.root.mkdir(parents=True, exist_ok=True)
     spec = resolve_spec(config, train_set.n_mels)
@@ -326,6 +323,8 @@ def run_training(adapter: Adapter, config: TrainConfig, train_set: FeatureSet, v
         "train_config": config.to_dict(),
     }
     adapter.build(config, spec, train_set.n_classes)
+    main = getattr(adapter, "is_main", True)  # known once the adapter has joined its process group
+    progress = progress and main
     plateau = Plateau(lr=config.lr, patience=config.plateau_patience, factor=config.lr_factor, min_lr=config.min_lr)
     history: list[dict] = []
     best_key: list | None = None
