@@ -336,6 +336,9 @@ def run_training(adapter: Adapter, config: TrainConfig, train_set: FeatureSet, v
         meta, state = read_checkpoint(paths.last)
         check_compatible(meta, base, paths.last)
         adapter.load(state)
+        if main:  # temp files of writes a killed run never finished: never read, now removed
+            for tmp in paths.checkpoints.glob(".*.tmp"):
+                tmp.unlink(missing_ok=True)
         start, history, best_key = int(meta["epoch"]), list(meta["history"]), meta.get("best_key")
         plateau = Plateau.from_dict(meta["plateau"])
     sampler = TrainSampler(train_set, config)

@@ -169,6 +169,7 @@ def test_sigkill_then_resume_equals_uninterrupted(point, cache, reference, tmp_p
     assert main(_args("torch", cache, run) + ["--resume"]) == 0
     meta, _ = read_checkpoint(run, prefer="last")
     assert meta["epoch"] == 3 and [h["epoch"] for h in meta["history"]] == [1, 2, 3]
+    assert not [p for p in (run / "checkpoints").iterdir() if p.name.endswith(".tmp")]  # resume cleaned up
     got = _weights(torch_train.load_model(run, prefer="last"))
     assert got.keys() == reference.keys()
     for k in reference:
