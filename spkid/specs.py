@@ -91,6 +91,9 @@ class ModelSpec(StrictConfig):
     resnet: ResNetSpec = ResNetSpec()
     attention: AttentionSpec = AttentionSpec()
     embedding_dim: int = 256
+    # BatchNorm over the mel bins of the input (learned affine, running statistics): standardises
+    # features that were not mean-normalised per utterance, keeping the long-term spectrum as a cue.
+    input_norm: bool = False
     bn_eps: float = 1e-5  # PyTorch defaults; Keras layers are built with the same numbers
     bn_momentum: float = 0.1  # PyTorch convention (Keras momentum = 1 - this)
 

@@ -42,6 +42,8 @@ class SpeakerNet(keras.Model):
         super().__init__(name=name, **kwargs)
         self.spec = spec if isinstance(spec, ModelSpec) else ModelSpec.from_dict(spec)
         self.n_classes = n_classes
+        self.input_norm = (layers.BatchNormalization(epsilon=self.spec.bn_eps, momentum=1.0 - self.spec.bn_momentum,
+                                                     name="input_norm") if self.spec.input_norm else None)
         self.trunk = build_trunk(self.spec)
         a = self.spec.attention
         self.pool = SelfAttentionPooling(attention_input_dim(self.spec), a.d_a, a.hops, a.pool)
@@ -62,6 +64,8 @@ class SpeakerNet(keras.Model):
         T = ops.shape(x)[1]
         if lengths is not None:
             lengths = ops.clip(ops.cast(ops.convert_to_tensor(lengths), "int32"), 1, T)
+        if self.input_norm is not None:  # over mel bins (last axis)
+            x = self.input_norm(x, training=training)
         x = mask_frames(x[..., None], lengths)  # (B, T, F) -> (B, T, F, 1)
         if taps is None:
             h, lengths = self.trunk(x, lengths, training=training)  # (B, T', F', C)

@@ -40,6 +40,8 @@ class SpeakerNet(nn.Module):
     def __init__(self, spec: ModelSpec, n_classes: int, name: str = "speakernet"):
         super().__init__()
         self.spec, self.n_classes, self.name = spec, n_classes, name
+        self.input_norm = (nn.BatchNorm1d(spec.n_mels, eps=spec.bn_eps, momentum=spec.bn_momentum)
+                           if spec.input_norm else None)
         self.trunk = build_trunk(spec)
         a = spec.attention
         self.pool = SelfAttentionPooling(attention_input_dim(spec), a.d_a, a.hops, a.pool)
@@ -54,6 +56,8 @@ class SpeakerNet(nn.Module):
         T = x.shape[1]
         if lengths is not None:
             lengths = torch.as_tensor(lengths, device=x.device).long().clamp(1, T)
+        if self.input_norm is not None:  # (B, T, F) -> (B, F, T) for BatchNorm1d over mel bins
+            x = self.input_norm(x.transpose(1, 2)).transpose(1, 2)
         x = mask_frames(x.unsqueeze(1), lengths)  # (B, T, F) -> (B, 1, T, F)
         h, lengths = self.trunk(x, lengths, taps)  # (B, C, T', F')
         b, c, t, f = h.shape

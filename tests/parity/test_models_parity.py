@@ -39,7 +39,7 @@ def randomize(model: torch.nn.Module, seed: int) -> None:
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
+            if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
                 c = m.num_features
                 m.weight.copy_(0.5 + torch.rand(c, generator=g))
                 m.bias.copy_(0.2 * torch.randn(c, generator=g))
@@ -148,8 +148,26 @@ def test_round_trip_exact(pair):
     fresh.load_state_dict({k: torch.from_numpy(v) for k, v in back.items()}, strict=True)
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
-def test_sgd_step(name, rng):
+def test_input_norm(rng):
+    """ModelSpec.input_norm: a BatchNorm over mel bins before the trunk, same numbers, masked padding,
+    exact round trip of its weights (named ``input_norm.*`` in both backends)."""
+    tm, km = make_pair("resnet18", **contract.tiny("resnet18"), input_norm=True)
+    assert "input_norm.running_mean" in tm.state_dict()
+    assert spkid_torch.count_params(tm) == spkid_keras.count_params(km)
+    x = contract.features(rng, 3, 57) - 12.0  # un-normalised log-mel levels
+    compare(*run_both(tm, km, x), "input_norm")
+    lengths = np.array([57, 40, 9])
+    t_out, k_out = run_both(tm, km, x, lengths)
+    compare(t_out, k_out, "input_norm masked")
+    x2 = x.copy()
+    x2[2, 9:] = 0.0  # padding content must not matter
+    assert_close(t_out["logits"], run_both(tm, km, x2, lengths)[0]["logits"], "padding ignored", tol=1e-6)
+    back = keras_to_torch(km)
+    assert all(np.array_equal(back[k], v.numpy()) for k, v in tm.state_dict().items())
+
+
+@pytest.mark.parametrize("name,extra", [(n, {}) for n in MODEL_NAMES] + [("resnet18", {"input_norm": True})])
+def test_sgd_step(name, extra, rng):
     """One plain-SGD step in training mode (batch-statistics BatchNorm, running stats updated) on the
     same padded batch gives the same weights.
 
@@ -159,13 +177,13 @@ def test_sgd_step(name, rng):
     gives O(1). Updated running statistics must agree to 1e-5.
     """
     lr, coef = 0.1, 0.5
-    tm, km = make_pair(name, n_classes=3, **contract.tiny(name))
+    tm, km = make_pair(name, n_classes=3, **contract.tiny(name), **extra)
     x = contract.features(rng, 4, 61)
     lengths = np.array([61, 50, 33, 61])
     y = np.array([0, 1, 2, 1])
     n_per_channel = {}
     for path, m in tm.named_modules():
-        if isinstance(m, torch.nn.BatchNorm2d):  # elements per channel, for the running-var check
+        if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):  # elements per channel, for the running-var check
             m.register_forward_hook(lambda mod, inp, out, p=path: n_per_channel.__setitem__(p, inp[0][:, 0].numel()))
     before = {k: v.numpy().copy() for k, v in tm.state_dict().items()}
     trainable = {k for k, p in tm.named_parameters()}
