@@ -2,6 +2,12 @@
 
     python benchmarks/accuracy.py --protocol fsdd --backend torch --model vgg_attention
     python benchmarks/accuracy.py --protocol libri251 --backend keras --model vgg_attention --epochs 20
+    python benchmarks/accuracy.py --protocol libri251 --backend torch --model vgg_attention \
+        --config benchmarks/recipes/libri251_vgg.yaml
+
+A recipe YAML (``--config``) holds TrainConfig fields overriding the protocol's recipe, plus an optional
+``features:`` mapping of FeatureConfig fields (e.g. ``normalize: null`` to keep the long-term spectrum,
+for models with ``input_norm``); ``--normalize`` on the command line overrides both.
 
 - fsdd: train on takes 5-49 of every digit/speaker (2,700 files), test on takes 0-4 (300 files).
 - libri251: for each of the 251 files the first 70% of samples is training audio; the last 30% is cut
@@ -136,9 +142,9 @@ def main(argv=None) -> int:
     ap.add_argument("--val-seconds", type=float, default=1.5, help="libri251: training audio held out for val")
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--out", type=Path, help="run directory (default: a temporary one)")
-    ap.add_argument("--normalize", choices=list(NORMALIZE), default="mean",
-                    help="per-utterance feature normalisation (mean subtraction also removes the long-term "
-                         "spectrum, a speaker cue)")
+    ap.add_argument("--normalize", choices=list(NORMALIZE),
+                    help="per-utterance feature normalisation (default: the recipe's, else mean; mean "
+                         "subtraction also removes the long-term spectrum, a speaker cue)")
     ap.add_argument("--progress", action="store_true")
     args = ap.parse_args(argv)
 
@@ -146,10 +152,15 @@ def main(argv=None) -> int:
     for key in ("epochs", "batch_size", "lr", "crop_frames"):
         if getattr(args, key) is not None:
             recipe[key] = getattr(args, key)
+    features: dict = {}
     if args.config:
-        recipe.update(load_yaml_config(args.config))
+        loaded = load_yaml_config(args.config)
+        features = dict(loaded.pop("features", None) or {})
+        recipe.update(loaded)
     config = TrainConfig.from_dict(recipe)
-    fc = FEATURES[args.protocol].replace(normalize=NORMALIZE[args.normalize])
+    if args.normalize is not None:
+        features["normalize"] = NORMALIZE[args.normalize]
+    fc = FeatureConfig.from_dict({**FEATURES[args.protocol].to_dict(), **features})
     t0 = time.perf_counter()
     if args.protocol == "fsdd":
         train, val, test = fsdd_sets(args.data / "fsdd", fc, config)
@@ -159,6 +170,7 @@ def main(argv=None) -> int:
     print(f"{args.protocol}: {len(train)} train / {0 if val is None else len(val)} val / {len(test)} test "
           f"items, {train.n_classes} speakers; features {t_feat:.1f} s")
     print(f"config: {config.to_json()}")
+    print(f"features: {fc.to_json()}")
 
     backend = get_backend(args.backend)
     module = importlib.import_module(backend.__name__ + ".train")
