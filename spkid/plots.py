@@ -272,3 +272,34 @@ def plot_attention(
     bottom.legend(fontsize=8, ncol=min(len(up), 8), loc="upper right")
     top.set_title(title or f"self-attention over the spectrogram ({len(up)} hops, {a.shape[1]} trunk frames)")
     return _save(fig, path)
+
+
+def evaluation_figures(
+    out_dir: str | os.PathLike,
+    *,
+    history,
+    confusion,
+    speakers: Sequence[str],
+    embeddings,
+    embedding_labels: Sequence,
+    features,
+    attention,
+    frame_shift: float = 0.01,
+    title: str = "",
+    seed: int = 0,
+) -> list[Path]:
+    """The four figures of an evaluated model, written to ``out_dir``: ``history.png`` (training curves;
+    skipped when ``history`` is None), ``confusion.png``, ``embeddings.png`` (t-SNE up to 3,000 points,
+    else PCA) and ``attention.png`` (``attention`` (hops, T') of one clip's ``features`` (T, n_mels)).
+    Used by ``spkid evaluate`` and ``spkid demo``; returns the paths written."""
+    out = Path(out_dir)
+    written = []
+    if history is not None:
+        written.append(plot_history(history, out / "history.png", title=title or None))
+    written.append(plot_confusion(confusion, list(speakers), out / "confusion.png"))
+    method = "tsne" if len(embedding_labels) <= 3000 else "pca"
+    written.append(plot_embeddings(embeddings, list(embedding_labels), out / "embeddings.png", method=method,
+                                   seed=seed))
+    written.append(plot_attention(features, attention, out / "attention.png", frame_shift=frame_shift,
+                                  title=f"attention: {title}" if title else None))
+    return written

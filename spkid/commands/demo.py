@@ -190,17 +190,12 @@ def run(args: argparse.Namespace) -> int:
     all_sets = [s for s in (train, val, test) if s is not None]
     all_emb = np.concatenate([train_emb] + [embedder.embed(s.features) for s in all_sets[1:]])
     who = [s.speakers[i] for s in all_sets for i in s.labels]
-    method = "tsne" if len(who) <= 3000 else "pca"
     clip = int(np.argmax([len(f) for f in test.features[: max(1, args.show)]]))
-    written = [
-        plots.plot_history(run_dir / "history.csv", figs / "history.png",
-                           title=f"{args.model} ({args.backend}) on {key}"),
-        plots.plot_confusion(np.asarray(report["confusion"]), list(test.speakers), figs / "confusion.png"),
-        plots.plot_embeddings(all_emb, who, figs / "embeddings.png", method=method, seed=args.seed),
-        plots.plot_attention(test.features[clip], embedder.attention(test.features[clip]), figs / "attention.png",
-                             frame_shift=embedder.feature_config.frame_shift,
-                             title=f"attention of {args.model} on {Path(test.ids[clip]).name}"),
-    ]
+    written = plots.evaluation_figures(
+        figs, history=run_dir / "history.csv", confusion=np.asarray(report["confusion"]),
+        speakers=list(test.speakers), embeddings=all_emb, embedding_labels=who, features=test.features[clip],
+        attention=embedder.attention(test.features[clip]), frame_shift=embedder.feature_config.frame_shift,
+        title=f"{args.model} ({args.backend}) on {key}", seed=args.seed)
     metrics = {"backend": args.backend, "model": args.model, "data": key, "epochs": args.epochs,
                "test_top1": report["top1"], "test_top5": report["top5"], "n_test": report["n"],
                "gallery_top1": gallery_acc, "per_speaker": report["per_speaker"],

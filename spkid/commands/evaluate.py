@@ -1,7 +1,9 @@
 """``spkid evaluate --model RUN_DIR|CHECKPOINT --cache DIR | --data ROOT [--split test]``.
 
-Prints top-1, top-5 and per-speaker accuracy; writes ``metrics.json`` and ``confusion.png`` (next to the
-checkpoint's run directory, or in ``--out``).
+Prints top-1, top-5 and per-speaker accuracy; writes ``metrics.json`` and the figures -- training curves
+(``history.png``, from the run's ``history.csv``), ``confusion.png``, a 2-D map of the split's embeddings
+(``embeddings.png``) and the attention weights over one clip's spectrogram (``attention.png``) -- next to
+the checkpoint's run directory, or in ``--out``.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, metavar="RUN", help="run directory, checkpoint .json or state file")
     add_data_arguments(parser)
     parser.add_argument("--split", default="test", choices=["train", "val", "test"], help="split to score")
-    parser.add_argument("--out", metavar="DIR", help="where to write metrics.json / confusion.png (default: RUN)")
+    parser.add_argument("--out", metavar="DIR", help="where to write metrics.json and the figures (default: RUN)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -30,21 +32,13 @@ def run_dir_of(model_path: str) -> Path:
     return p.parent.parent if p.parent.name == "checkpoints" else p.parent
 
 
-def plot_confusion(confusion, speakers, path: Path) -> Path | None:
-    """Confusion-matrix PNG via spkid.plots when it is available (None otherwise)."""
-    try:
-        from ..plots import plot_confusion as plot
-    except ImportError:
-        return None
-    return plot(confusion, speakers, path)
-
-
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..config import FeatureConfig
     from ..errors import SplitError
-    from ..inference import _train_module
+    from ..inference import _train_module, load_embedder
+    from ..plots import evaluation_figures
     from ..training import atomic_write_json, read_checkpoint
     from .train import load_split
 
@@ -61,6 +55,16 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {speaker}: {100 * acc:.1f}%")
     out = Path(args.out) if args.out else run_dir_of(args.model)
     atomic_write_json(out / "metrics.json", {"split": args.split, "checkpoint_epoch": meta["epoch"], **report})
-    png = plot_confusion(np.asarray(report["confusion"]), list(data.speakers), out / "confusion.png")
-    print(f"wrote {out / 'metrics.json'}" + (f" and {png}" if png else ""))
+    embedder = load_embedder(args.model)
+    emb = embedder.embed(data.features)
+    clip = int(np.argmax([len(f) for f in data.features]))  # the longest clip shows attention best
+    history = run_dir_of(args.model) / "history.csv"
+    figures = evaluation_figures(
+        out, history=history if history.is_file() else None, confusion=np.asarray(report["confusion"]),
+        speakers=list(data.speakers), embeddings=emb, embedding_labels=[data.speakers[i] for i in data.labels],
+        features=data.features[clip], attention=embedder.attention(data.features[clip]),
+        frame_shift=embedder.feature_config.frame_shift, title=f"{meta['model']} ({meta['backend']})")
+    print(f"wrote {out / 'metrics.json'}")
+    for path in figures:
+        print(f"wrote {path}")
     return 0

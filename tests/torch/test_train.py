@@ -65,6 +65,13 @@ def test_cli_train_evaluate_embed_on_a_real_cache(fsdd_dir, tmp_path, capsys):
     assert "top-1" in out and "top-5" in out and "george" in out
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["n"] == 12 and np.asarray(metrics["confusion"]).sum() == 12
+    from matplotlib.image import imread
+
+    for name in ("history", "confusion", "embeddings", "attention"):  # real, non-blank images
+        png = run / f"{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"wrote {png}" in out
+        img = imread(png)
+        assert min(img.shape[:2]) >= 300 and img[..., :3].var() > 1e-4, name
     assert main(["embed", "--model", str(run), "--cache", str(cache), "--out", str(tmp_path / "emb.npz"),
                  "--no-progress"]) == 0
     with np.load(tmp_path / "emb.npz", allow_pickle=False) as z:
