@@ -27,7 +27,7 @@ def _require(path: Path) -> Path:
         if IN_CI:
             pytest.fail(f"{msg}; CI=true requires ../shared/data", pytrace=False)
         pytest.skip(msg)
-    return path
+    return path.resolve()  # the library resolves dataset roots; ../shared may be a symlink
 
 
 @pytest.fixture(scope="session")
