@@ -1,37 +1,17 @@
 """spkid_keras: the spkid models in Keras 3 (same public names as ``spkid_torch``).
 
-``create_model(name, n_classes, **spec_overrides)`` and ``list_models()``; submodules are imported on
-first use so ``import spkid_keras`` stays light (TensorFlow loads with the models).
+``create_model(name, n_classes, **spec_overrides)`` and ``list_models()``, the training API (``fit``,
+``evaluate``, ``embed``, ``load_model``, ``load_checkpoint``); submodules are imported on first use so
+``import spkid_keras`` stays light (TensorFlow loads with the models).
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from spkid._lazy import lazy_exports
 
-# public name -> submodule that defines it (other helpers add their names here)
+# public name -> submodule that defines it (the same names in spkid_torch and spkid_keras)
 _LAZY = {
-    "create_model": "models",
-    "list_models": "models",
-    "count_params": "models",
-    "SpeakerNet": "models",
+    **{n: "models" for n in ("create_model", "list_models", "count_params", "SpeakerNet")},
+    **{n: "train" for n in ("fit", "evaluate", "embed", "load_model", "load_checkpoint")},
 }
-
 __all__ = list(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'spkid_keras' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
-
-
-# training API (spkid_<backend>.train): fit / evaluate / embed / checkpoints
-_LAZY.update({n: "train" for n in ("fit", "evaluate", "embed", "load_model", "load_checkpoint")})
-__all__ += ["fit", "evaluate", "embed", "load_model", "load_checkpoint"]
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

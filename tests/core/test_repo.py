@@ -48,3 +48,11 @@ def test_core_imports_no_framework():
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "", f"core imported a framework: {out.stdout.strip()}"
     assert len(modules) >= 5
+
+
+def test_backends_expose_the_same_names():
+    import spkid_keras
+    import spkid_torch
+
+    assert sorted(spkid_torch.__all__) == sorted(spkid_keras.__all__)
+    assert {"create_model", "list_models", "fit", "evaluate", "embed"} <= set(spkid_torch.__all__)
