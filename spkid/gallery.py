@@ -29,7 +29,7 @@ import numpy as np
 from .errors import GalleryError
 from .metrics import compute_eer
 from .search import SpeakerIndex, as_embeddings, l2_normalize
-from .fileio import atomic_write_bytes
+from .fileio import atomic_write_bytes, read_file_bytes, read_json_file
 
 __all__ = ["Gallery", "Identification", "Match", "Neighbour", "UNKNOWN", "FORMAT_VERSION",
            "open_gallery", "check_gallery", "gallery_metadata", "fingerprint"]
@@ -338,12 +338,7 @@ def _canonical(value: Any) -> str:
 
 
 def _read_header(jpath: Path) -> dict:
-    try:
-        header = json.loads(jpath.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise GalleryError("gallery file not found", path=jpath) from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise GalleryError(f"cannot read gallery header (corrupt or truncated?): {exc}", path=jpath) from None
+    header = read_json_file(jpath, "gallery file", GalleryError)
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise GalleryError(f"not a spkid gallery (format is not {FORMAT!r})", path=jpath)
     if header.get("version") != FORMAT_VERSION:
@@ -375,12 +370,7 @@ def _read_header(jpath: Path) -> dict:
 
 
 def _read_arrays(npath: Path, sha256: str) -> dict[str, np.ndarray]:
-    try:
-        data = npath.read_bytes()
-    except FileNotFoundError:
-        raise GalleryError("gallery array file not found", path=npath) from None
-    except OSError as exc:
-        raise GalleryError(f"cannot read gallery arrays: {exc}", path=npath) from None
+    data = read_file_bytes(npath, "gallery array file", GalleryError)
     digest = hashlib.sha256(data).hexdigest()
     if digest != sha256:
         raise GalleryError(
