@@ -154,13 +154,13 @@ def load_yaml_config(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping (safe loader) and return it; errors name the file."""
     import yaml
 
+    from .fileio import read_file_bytes
+
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError("config file not found", path=p) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read config: {exc}", path=p) from None
+        text = read_file_bytes(p, "config file", ConfigError).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"cannot read config: not UTF-8 text ({exc.reason} at byte {exc.start})", path=p) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -16,6 +16,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .errors import SpkidError
+from .fileio import atomic_write_bytes, read_file_bytes
 
 __all__ = ["plot_history", "plot_confusion", "plot_embeddings", "plot_attention", "read_history", "upsample_attention"]
 
@@ -28,7 +29,6 @@ def _figure(figsize: tuple[float, float], dpi: int):
 
 def _save(fig, path: str | os.PathLike) -> Path:
     """Render ``fig`` to PNG and write it atomically; returns the path."""
-    from .fileio import atomic_write_bytes
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -51,12 +51,10 @@ def read_history(path: str | os.PathLike) -> dict[str, list[float]]:
     become NaN."""
     path = Path(path)
     try:
-        with open(path, newline="", encoding="utf-8") as fh:
-            rows = list(csv.reader(fh))
-    except FileNotFoundError:
-        raise SpkidError("history file not found", path=path) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpkidError(f"cannot read history: {exc}", path=path) from None
+        text = read_file_bytes(path, "history file", SpkidError).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpkidError(f"cannot read history: not UTF-8 text ({exc.reason} at byte {exc.start})", path=path) from None
+    rows = list(csv.reader(io.StringIO(text, newline="")))
     if len(rows) < 2:
         raise SpkidError("history CSV has no epochs (needs a header row and one row per epoch)", path=path)
     header, body = rows[0], rows[1:]
