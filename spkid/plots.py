@@ -29,7 +29,6 @@ def _figure(figsize: tuple[float, float], dpi: int):
 
 def _save(fig, path: str | os.PathLike) -> Path:
     """Render ``fig`` to PNG and write it atomically; returns the path."""
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
