@@ -31,7 +31,7 @@ def prepare_and_train(manifest, args: argparse.Namespace) -> dict:
     """Cache the features of ``manifest`` under ``OUT/cache``, train into ``OUT/run``, evaluate on test."""
     from spkid.backends import get_backend
     from spkid.cache import build_cache
-    from spkid.commands.demo import cache_feature_sets
+    from spkid.sampling import cache_feature_sets
     from spkid.config import FeatureConfig, TrainConfig
     from spkid.specs import TINY_OVERRIDES
     from spkid.splits import write_manifest

@@ -26,7 +26,8 @@ def main(argv=None) -> int:
 
     from spkid import plots
     from spkid.cache import build_cache
-    from spkid.commands.demo import DEMO_OVERRIDES, DEMO_TRAINING, cache_feature_sets
+    from spkid.commands.demo import DEMO_OVERRIDES, DEMO_TRAINING
+    from spkid.sampling import cache_feature_sets
     from spkid.config import FeatureConfig, TrainConfig
     from spkid.gallery import Gallery
     from spkid.inference import load_embedder

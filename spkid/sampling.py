@@ -33,6 +33,8 @@ from .errors import FeatureError
 
 __all__ = [
     "FeatureSet",
+    "load_feature_set",
+    "cache_feature_sets",
     "repeat_pad",
     "TrainSampler",
     "augment_features",
@@ -254,3 +256,70 @@ def eval_batches(pieces: Sequence[np.ndarray], batch_size: int) -> Iterator[tupl
         for row, i in enumerate(idx):
             x[row, : lengths[row]] = pieces[i]
         yield x, lengths, idx
+
+
+# ------------------------------------------------------------------------------ datasets -> FeatureSet
+def load_feature_set(split: str, *, cache=None, data=None, layout: str = "auto", pattern: str | None = None,
+                     feature_config: FeatureConfig | None = None, speakers=None,
+                     progress: bool = True) -> FeatureSet | None:
+    """The utterances of ``split`` as a :class:`FeatureSet` (None if there are none), from a feature
+    ``cache`` directory (built by ``spkid prepare``) or a dataset root ``data`` featurised now
+    (``layout``/``pattern`` as :func:`spkid.splits.load_dataset`; ``feature_config`` default: defaults).
+
+    ``speakers`` fixes the label order (a checkpoint's); default: the data's training speakers; ``"all"``:
+    every speaker of the split (sorted). Utterances of speakers outside the label set, and unreadable
+    files, are reported and skipped.
+    """
+    from tqdm.auto import tqdm
+
+    from .errors import SpkidError
+    from .splits import LabelMap
+
+    if cache:
+        from .cache import FeatureCache
+
+        fc = FeatureCache(cache, config=feature_config)
+        feature_config, utts, labels = fc.config, fc.utterances(split), fc.labels
+        load = fc.load
+    else:
+        from .features import extract_features
+        from .splits import load_dataset
+
+        feature_config = feature_config or FeatureConfig()
+        manifest = load_dataset(data, layout, pattern=pattern)
+        utts, labels = manifest.split(split), LabelMap.from_manifest(manifest)
+        load = lambda u: extract_features(manifest.path_of(u), feature_config)  # noqa: E731
+    if speakers == "all":
+        speakers = sorted({u.speaker for u in utts})
+    names = list(speakers) if speakers is not None else labels.speakers
+    index = {s: i for i, s in enumerate(names)}
+    feats, ys, ids, skipped = [], [], [], []
+    for u in tqdm(utts, disable=not progress, desc=f"load {split}", leave=False):
+        if u.speaker not in index:
+            skipped.append((u.path, f"speaker {u.speaker!r} not among the {len(names)} known speakers"))
+            continue
+        try:
+            feats.append(load(u))
+        except SpkidError as exc:
+            skipped.append((u.path, exc.problem))
+            continue
+        ys.append(index[u.speaker])
+        ids.append(u.path)
+    for path, why in skipped[:10]:
+        print(f"skipped {path}: {why}")
+    if len(skipped) > 10:
+        print(f"... {len(skipped) - 10} more skipped")
+    if not feats:
+        return None
+    return FeatureSet(feats, ys, tuple(names), feature_config, ids)
+
+
+def cache_feature_sets(cache_dir, seed: int = 0, progress: bool = True):
+    """``(train, val, test)`` FeatureSets of a built cache, labelled by its training speakers; val is
+    held out of train (10% of each speaker, seeded) when the split has none; test may be None."""
+    train = load_feature_set("train", cache=cache_dir, progress=progress)
+    val = load_feature_set("val", cache=cache_dir, speakers=train.speakers, progress=progress)
+    test = load_feature_set("test", cache=cache_dir, speakers=train.speakers, progress=progress)
+    if val is None:
+        train, val = split_holdout(train, 0.1, seed)
+    return train, val, test

@@ -91,21 +91,6 @@ def _dataset(args: argparse.Namespace, out: Path, progress: bool):
     return manifest, key
 
 
-def cache_feature_sets(cache_dir: str | Path, seed: int = 0, progress: bool = True):
-    """``(train, val, test)`` FeatureSets of a built cache, labelled by its training speakers; val is
-    held out of train (10% of each speaker, seeded) when the split has none; test may be None."""
-    from ..sampling import split_holdout
-    from .train import load_split
-
-    src = argparse.Namespace(cache=str(cache_dir), data=None)
-    train = load_split(src, "train", progress=progress)
-    val = load_split(src, "val", speakers=train.speakers, progress=progress)
-    test = load_split(src, "test", speakers=train.speakers, progress=progress)
-    if val is None:
-        train, val = split_holdout(train, 0.1, seed)
-    return train, val, test
-
-
 def _identification_table(gallery, embedder, test, k: int) -> tuple[list[str], float]:
     """Rows of a text table for ``k`` test clips (one per speaker first) and the gallery's top-1 on all."""
     import numpy as np
@@ -140,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
     from ..config import FeatureConfig, TrainConfig
     from ..gallery import Gallery
     from ..inference import load_embedder
+    from ..sampling import cache_feature_sets
     from ..splits import write_manifest
     from ..training import atomic_write_json
 

@@ -29,58 +29,15 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def load_split(args: argparse.Namespace, split: str, *, feature_config=None, speakers=None, progress=True):
-    """The utterances of ``split`` as a :class:`~spkid.sampling.FeatureSet` (None if there are none).
-
-    ``speakers`` fixes the label order (a checkpoint's); default: the data's training speakers; ``"all"``:
-    every speaker of the split (sorted).
-    Utterances of speakers outside the label set, and unreadable files, are reported and skipped.
-    """
-    from tqdm.auto import tqdm
-
+    """:func:`spkid.sampling.load_feature_set` for the ``--cache`` / ``--data`` options in ``args``
+    (``--feature-config YAML`` applies to ``--data`` when no ``feature_config`` is given)."""
     from ..config import FeatureConfig, load_yaml_config
-    from ..errors import SpkidError
-    from ..sampling import FeatureSet
-    from ..splits import LabelMap
+    from ..sampling import load_feature_set
 
-    if args.cache:
-        from ..cache import FeatureCache
-
-        cache = FeatureCache(args.cache, config=feature_config)
-        feature_config, utts, labels = cache.config, cache.utterances(split), cache.labels
-        load = cache.load
-    else:
-        from ..features import extract_features
-        from ..splits import load_dataset
-
-        if feature_config is None:
-            data = load_yaml_config(args.feature_config) if args.feature_config else {}
-            feature_config = FeatureConfig.from_dict(data)
-        manifest = load_dataset(args.data, args.layout, pattern=args.pattern)
-        utts, labels = manifest.split(split), LabelMap.from_manifest(manifest)
-        load = lambda u: extract_features(manifest.path_of(u), feature_config)  # noqa: E731
-    if speakers == "all":
-        speakers = sorted({u.speaker for u in utts})
-    names = list(speakers) if speakers is not None else labels.speakers
-    index = {s: i for i, s in enumerate(names)}
-    feats, ys, ids, skipped = [], [], [], []
-    for u in tqdm(utts, disable=not progress, desc=f"load {split}", leave=False):
-        if u.speaker not in index:
-            skipped.append((u.path, f"speaker {u.speaker!r} not among the {len(names)} known speakers"))
-            continue
-        try:
-            feats.append(load(u))
-        except SpkidError as exc:
-            skipped.append((u.path, exc.problem))
-            continue
-        ys.append(index[u.speaker])
-        ids.append(u.path)
-    for path, why in skipped[:10]:
-        print(f"skipped {path}: {why}")
-    if len(skipped) > 10:
-        print(f"... {len(skipped) - 10} more skipped")
-    if not feats:
-        return None
-    return FeatureSet(feats, ys, tuple(names), feature_config, ids)
+    if not args.cache and feature_config is None and args.feature_config:
+        feature_config = FeatureConfig.from_dict(load_yaml_config(args.feature_config))
+    return load_feature_set(split, cache=args.cache, data=args.data, layout=args.layout, pattern=args.pattern,
+                            feature_config=feature_config, speakers=speakers, progress=progress)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
