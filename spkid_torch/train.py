@@ -201,6 +201,7 @@ def fit(config: TrainConfig, train_set: FeatureSet, val_set: FeatureSet | None, 
                             progress=progress)
     finally:
         if getattr(adapter, "world", 1) > 1:
+            adapter.net = adapter.model  # drop the DDP wrapper (its reducer) before its process group goes
             distributed.close()
 
 
