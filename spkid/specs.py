@@ -32,6 +32,8 @@ __all__ = [
     "output_frames",
     "trunk_channels",
     "attention_input_dim",
+    "pooled_dim",
+    "STATS_VAR_FLOOR",
 ]
 
 
@@ -41,7 +43,10 @@ class AttentionSpec(StrictConfig):
 
     hops: int = 4  # r
     d_a: int = 256  # hidden size of W1
-    pool: typing.Literal["mean", "concat"] = "mean"  # how the r hop vectors M (r x u) are combined
+    # How the r hops are combined: "mean" of the hop vectors M = A H (u), their "concat" (r*u), or
+    # attentive "stats": the mean over hops of each hop's weighted mean and weighted standard deviation
+    # of H (2u; Okabe, Koshinaka & Shinoda, "Attentive Statistics Pooling", Interspeech 2018).
+    pool: typing.Literal["mean", "concat", "stats"] = "mean"
 
     def validate(self) -> None:
         if self.hops < 1 or self.d_a < 1:
@@ -51,14 +56,27 @@ class AttentionSpec(StrictConfig):
 @dataclasses.dataclass(frozen=True)
 class VGGSpec(StrictConfig):
     """VGG-like trunk: one block per entry of ``channels``; each block is ``convs_per_block`` x
-    (3x3 conv, BatchNorm, ReLU) then a 2x2 max-pool over (time, frequency)."""
+    (3x3 conv, BatchNorm, ReLU) then a max-pool of 2 over frequency and ``time_pool[i]`` (2 or 1) over
+    time. ``time_pool=None`` pools time by 2 in every block (the paper's 2x2 pools); 1s keep more frames
+    for the attention to weigh (e.g. ``(2, 2, 1, 1)``: T/4 instead of T/16)."""
 
     channels: tuple[int, ...] = (64, 128, 256, 512)
     convs_per_block: int = 2
+    time_pool: tuple[int, ...] | None = None
 
     def validate(self) -> None:
         if not self.channels or min(self.channels) < 1 or self.convs_per_block < 1:
             raise ConfigError(f"VGGSpec: bad channels/convs_per_block: {self.channels}, {self.convs_per_block}")
+        if self.time_pool is not None and (
+            len(self.time_pool) != len(self.channels) or not set(self.time_pool) <= {1, 2}
+        ):
+            raise ConfigError(
+                f"VGGSpec: time_pool needs one 1 or 2 per block ({len(self.channels)}), got {self.time_pool}"
+            )
+
+    def time_strides(self) -> tuple[int, ...]:
+        """Each block's pooling stride over time."""
+        return tuple(self.time_pool) if self.time_pool is not None else (2,) * len(self.channels)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,27 +173,28 @@ def conv_output_length(n: Any, kernel: int, stride: int = 1, padding: int = 0, c
     return span // stride + 1
 
 
-def _size_ops(spec: ModelSpec) -> list[tuple[int, int, int, bool]]:
-    """The (kernel, stride, padding, ceil_mode) of every trunk layer that changes the size of an axis.
-
-    Kernels are square and paddings symmetric, so the list applies to time and frequency alike.
+def _size_ops(spec: ModelSpec, axis: str = "time") -> list[tuple[int, int, int, bool]]:
+    """The (kernel, stride, padding, ceil_mode) of every trunk layer that changes the size of ``axis``
+    (``"time"`` or ``"freq"``). ResNet kernels are square and paddings symmetric, so its list applies to
+    both axes; VGG blocks may skip pooling over time (``VGGSpec.time_pool``).
     """
-    if spec.arch == "vgg":
-        return [(2, 2, 0, True)] * len(spec.vgg.channels)  # the 3x3 pad-1 convs keep the size
+    if spec.arch == "vgg":  # the 3x3 pad-1 convs keep the size; pools are (s, s, 0, ceil)
+        strides = spec.vgg.time_strides() if axis == "time" else (2,) * len(spec.vgg.channels)
+        return [(s, s, 0, True) for s in strides]
     r = spec.resnet
     ops = [(r.stem_kernel, 2, r.stem_kernel // 2, False), (3, 2, 1, False)]  # stem conv, max-pool
     ops += [(3, 2, 1, False)] * (len(r.depths) - 1)  # first 3x3 conv of stages 1.. (the 1x1 shortcut agrees)
     return ops
 
 
-def output_frames(spec: ModelSpec, T: Any) -> Any:
-    """Frames T' the trunk of ``spec`` outputs for T input frames (also the frequency size F' for
-    ``T = n_mels``). ``T`` may be an int, array or integer tensor (e.g. per-example valid lengths).
+def output_frames(spec: ModelSpec, T: Any, axis: str = "time") -> Any:
+    """Frames T' the trunk of ``spec`` outputs for T input frames (``axis="freq"``: bins F' for T input
+    bins). ``T`` may be an int, array or integer tensor (e.g. per-example valid lengths).
 
     >>> output_frames(model_spec("vgg_attention"), 300), output_frames(model_spec("resnet18"), 300)
     (19, 10)
     """
-    for kernel, stride, padding, ceil_mode in _size_ops(spec):
+    for kernel, stride, padding, ceil_mode in _size_ops(spec, axis):
         T = conv_output_length(T, kernel, stride, padding, ceil_mode)
     return T
 
@@ -189,4 +208,15 @@ def trunk_channels(spec: ModelSpec) -> int:
 
 def attention_input_dim(spec: ModelSpec) -> int:
     """Size u of each frame of H (T' x u) fed to the attention: channels x frequency bins, C * F'."""
-    return trunk_channels(spec) * output_frames(spec, spec.n_mels)
+    return trunk_channels(spec) * output_frames(spec, spec.n_mels, axis="freq")
+
+
+#: Floor on the attentive variance before its square root (both backends), so silent or constant
+#: inputs give a finite standard deviation and gradient.
+STATS_VAR_FLOOR = 1e-6
+
+
+def pooled_dim(input_dim: int, attention: AttentionSpec) -> int:
+    """Size of the attention pooling's output for frames of size ``input_dim`` (u): u for ``"mean"``,
+    r*u for ``"concat"``, 2u for ``"stats"``."""
+    return input_dim * {"mean": 1, "concat": attention.hops, "stats": 2}[attention.pool]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from keras import layers, ops
 
-from spkid.specs import ModelSpec, conv_output_length
+from spkid.specs import STATS_VAR_FLOOR, AttentionSpec, ModelSpec, conv_output_length, pooled_dim
 
 __all__ = ["ConvBN", "ResNetTrunk", "SelfAttentionPooling", "length_mask", "mask_frames", "relu_masked"]
 
@@ -106,8 +106,8 @@ class ResNetTrunk(Block):
 class SelfAttentionPooling(Block):
     """Structured self-attention (Lin et al., ICLR 2017): A = softmax_T(W2 tanh(W1 H^T)), M = A H.
 
-    ``h`` (B, T, u), ``lengths`` (B,) or None -> pooled (B, u) (``pool="mean"``) or (B, r*u)
-    (``"concat"``), attention (B, r, T) (softmax over time; padded frames get exactly 0), penalty (B,)
+    ``h`` (B, T, u), ``lengths`` (B,) or None -> pooled (B, u) (``pool="mean"``), (B, r*u)
+    (``"concat"``) or (B, 2u) (``"stats"``: hop-averaged weighted means and standard deviations), attention (B, r, T) (softmax over time; padded frames get exactly 0), penalty (B,)
     = ||A A^T - I||_F^2. Leaf names ``{name}.w1``, ``{name}.w2`` (Dense without bias).
     """
 
@@ -116,7 +116,7 @@ class SelfAttentionPooling(Block):
         self.hops, self.pool = hops, pool
         self.w1 = layers.Dense(d_a, use_bias=False, name=f"{name}.w1")
         self.w2 = layers.Dense(hops, use_bias=False, name=f"{name}.w2")
-        self.output_dim = input_dim * (hops if pool == "concat" else 1)
+        self.output_dim = pooled_dim(input_dim, AttentionSpec(hops=hops, d_a=d_a, pool=pool))
 
     def call(self, h, lengths=None):
         scores = ops.transpose(self.w2(ops.tanh(self.w1(h))), (0, 2, 1))  # (B, T, r) -> (B, r, T)
@@ -127,7 +127,14 @@ class SelfAttentionPooling(Block):
         e = ops.exp(scores - ops.max(scores, axis=-1, keepdims=True))
         a = e / ops.sum(e, axis=-1, keepdims=True)
         m = ops.matmul(a, h)  # (B, r, u)
-        pooled = ops.mean(m, axis=1) if self.pool == "mean" else ops.reshape(m, (-1, self.output_dim))
+        if self.pool == "stats":
+            var = ops.matmul(a, ops.square(h)) - ops.square(m)
+            std = ops.sqrt(ops.maximum(var, STATS_VAR_FLOOR))  # (B, r, u)
+            pooled = ops.concatenate([ops.mean(m, axis=1), ops.mean(std, axis=1)], axis=-1)  # (B, 2u)
+        elif self.pool == "mean":
+            pooled = ops.mean(m, axis=1)  # (B, u)
+        else:
+            pooled = ops.reshape(m, (-1, self.output_dim))  # (B, r*u)
         gram = ops.matmul(a, ops.transpose(a, (0, 2, 1))) - ops.eye(self.hops, dtype=a.dtype)
         penalty = ops.sum(ops.square(gram), axis=(1, 2))  # (B,)
         return pooled, a, penalty

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spkid.specs import ModelSpec, conv_output_length
+from spkid.specs import STATS_VAR_FLOOR, AttentionSpec, ModelSpec, conv_output_length, pooled_dim
 
 __all__ = ["ConvBN", "ResNetTrunk", "SelfAttentionPooling", "length_mask", "mask_frames", "relu_masked"]
 
@@ -99,8 +99,9 @@ class SelfAttentionPooling(nn.Module):
     """Structured self-attention (Lin et al., ICLR 2017): A = softmax_T(W2 tanh(W1 H^T)), M = A H.
 
     ``h`` (B, T, u), ``lengths`` (B,) valid frames or None -> pooled (B, u) for ``pool="mean"`` (mean of
-    the r hop vectors) or (B, r*u) for ``pool="concat"``, attention A (B, r, T) (softmax over time;
-    padded frames get exactly 0), penalty (B,) = ||A A^T - I||_F^2 per example.
+    the r hop vectors), (B, r*u) for ``pool="concat"``, or (B, 2u) for ``pool="stats"`` (mean over hops
+    of the weighted means M and of the weighted standard deviations sqrt(A (H*H) - M*M)), attention A
+    (B, r, T) (softmax over time; padded frames get exactly 0), penalty (B,) = ||A A^T - I||_F^2.
     """
 
     def __init__(self, input_dim: int, d_a: int, hops: int, pool: str = "mean"):
@@ -108,7 +109,7 @@ class SelfAttentionPooling(nn.Module):
         self.hops, self.pool = hops, pool
         self.w1 = nn.Linear(input_dim, d_a, bias=False)
         self.w2 = nn.Linear(d_a, hops, bias=False)
-        self.output_dim = input_dim * (hops if pool == "concat" else 1)
+        self.output_dim = pooled_dim(input_dim, AttentionSpec(hops=hops, d_a=d_a, pool=pool))
 
     def forward(self, h: torch.Tensor, lengths: torch.Tensor | None = None):
         scores = self.w2(torch.tanh(self.w1(h))).transpose(1, 2)  # (B, T, r) -> (B, r, T)
@@ -116,7 +117,11 @@ class SelfAttentionPooling(nn.Module):
             scores = scores.masked_fill(~length_mask(lengths, h.shape[1])[:, None, :], float("-inf"))
         a = torch.softmax(scores, dim=-1)  # over time
         m = a @ h  # (B, r, u)
-        pooled = m.mean(dim=1) if self.pool == "mean" else m.flatten(1)  # (B, u) or (B, r*u)
+        if self.pool == "stats":
+            std = torch.sqrt(torch.clamp(a @ (h * h) - m * m, min=STATS_VAR_FLOOR))  # (B, r, u)
+            pooled = torch.cat([m.mean(dim=1), std.mean(dim=1)], dim=-1)  # (B, 2u)
+        else:
+            pooled = m.mean(dim=1) if self.pool == "mean" else m.flatten(1)  # (B, u) or (B, r*u)
         eye = torch.eye(self.hops, dtype=a.dtype, device=a.device)
         penalty = ((a @ a.transpose(1, 2) - eye) ** 2).sum(dim=(1, 2))  # (B,)
         return pooled, a, penalty

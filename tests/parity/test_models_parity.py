@@ -118,6 +118,33 @@ def test_random_input(pair, rng):
         assert (t_out["attention"][b, :, n:] == 0).all() and (k_out["attention"][b, :, n:] == 0).all()
 
 
+@pytest.mark.parametrize("name,over", [
+    ("vgg_attention", {"attention": {"pool": "stats"}}),
+    ("vgg_attention", {"vgg": {"time_pool": (2, 1, 2, 1)}}),
+    ("vgg_attention", {"vgg": {"time_pool": (2, 2, 1, 1)}, "attention": {"pool": "stats"}, "input_norm": True}),
+    ("resnet18", {"attention": {"pool": "stats"}}),
+])
+def test_pooling_options(name, over, rng):
+    """Attentive-statistics pooling and VGG blocks that keep time: same numbers, masked and unmasked,
+    and the valid frames follow ``output_frames``."""
+    tm, km = make_pair(name, **contract.tiny(name, **over))
+    assert spkid_torch.count_params(tm) == spkid_keras.count_params(km)
+    spec = tm.spec
+    t_out, k_out = run_both(tm, km, contract.features(rng, 2, 50))
+    compare(t_out, k_out, f"{name} {over}")
+    assert t_out["attention"].shape[-1] == output_frames(spec, 50)
+    if spec.attention.pool == "stats":
+        assert t_out["embedding"].shape == (2, spec.embedding_dim)
+        assert tm.pool.output_dim == 2 * tm.pool.w1.in_features
+    if name == "vgg_attention" and spec.vgg.time_pool is not None:
+        assert output_frames(spec, 64) == 64 // 2 ** spec.vgg.time_pool.count(2)
+    lengths = np.array([50, 23])
+    t_out, k_out = run_both(tm, km, contract.features(rng, 2, 50), lengths)
+    compare(t_out, k_out, f"{name} {over} masked")
+    for b, n in enumerate(output_frames(spec, lengths)):
+        assert (t_out["attention"][b, :, n:] == 0).all() and (k_out["attention"][b, :, n:] == 0).all()
+
+
 @pytest.fixture(scope="module")
 def speech(fsdd_dir, libri_dir) -> tuple[np.ndarray, np.ndarray]:
     """Real log-mel features (spkid.features, 16 kHz, 40 mels), zero-padded into one batch + lengths."""

@@ -65,6 +65,7 @@ SPEC_BAD = [  # (class, overrides, a word the message must contain)
     (ModelSpec, {"arch": "transformer"}, "arch"), (ModelSpec, {"embedding": 256}, "'embedding'"),
     (ModelSpec, {"vgg": {"channels": []}}, "channels"), (ModelSpec, {"vgg": "big"}, "vgg"),
     (VGGSpec, {"channels": [64, 0]}, "channels"), (VGGSpec, {"convs_per_block": 0}, "convs_per_block"),
+    (VGGSpec, {"time_pool": [2, 1]}, "time_pool"), (VGGSpec, {"time_pool": [2, 3, 1, 1]}, "time_pool"),
     (ResNetSpec, {"depths": [2, 0]}, "depths"), (ResNetSpec, {"block": "wide"}, "block"),
     (ResNetSpec, {"width": 2.5}, "width"), (AttentionSpec, {"hops": 0}, "hops"), (AttentionSpec, {"pool": "max"}, "pool"),
 ]

@@ -2,6 +2,7 @@
 plus gradients and pooling modes."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -63,9 +64,31 @@ def test_attributes_and_gradients(name, rng):
         assert p.grad.abs().sum() > 0, pname
 
 
-@pytest.mark.parametrize("pool,dim", [("mean", 48), ("concat", 96)])
+@pytest.mark.parametrize("pool,dim", [("mean", 48), ("concat", 96), ("stats", 96)])
 def test_pool_modes(pool, dim, rng):
-    """pool="concat" concatenates the r hop vectors (r*u) instead of averaging them (u)."""
+    """pool="concat" concatenates the r hop vectors (r*u) instead of averaging them (u); "stats" appends
+    the attentive standard deviations (2u)."""
     model = spkid_torch.create_model("vgg_attention", 3, **contract.tiny("vgg_attention", attention={"pool": pool}))
     assert model.pool.output_dim == dim and model.embedding.in_features == dim
     assert TorchBackend.run(model, contract.features(rng, 2, 40))["embedding"].shape == (2, 16)
+
+
+def test_stats_pooling_matches_numpy(rng):
+    """pool="stats": mean over hops of the attention-weighted mean and standard deviation of H; padded
+    frames carry no weight."""
+    from spkid_torch.models.layers import SelfAttentionPooling
+
+    torch.manual_seed(0)
+    layer = SelfAttentionPooling(6, 5, 3, pool="stats")
+    h = rng.standard_normal((2, 9, 6)).astype(np.float32)
+    lengths = np.array([9, 4])
+    with torch.no_grad():
+        pooled, a, _ = layer(torch.from_numpy(h), torch.from_numpy(lengths))
+    a, h64 = a.numpy().astype(np.float64), h.astype(np.float64)
+    for b, n in enumerate(lengths):
+        w = a[b, :, :n]  # (r, n) weights over the valid frames, rows sum to 1
+        assert np.allclose(w.sum(axis=1), 1.0, atol=1e-6)
+        mean = w @ h64[b, :n]  # (r, u)
+        std = np.sqrt(w @ h64[b, :n] ** 2 - mean**2)
+        expect = np.concatenate([mean.mean(axis=0), std.mean(axis=0)])
+        np.testing.assert_allclose(pooled[b].numpy(), expect, rtol=1e-4, atol=1e-5)
