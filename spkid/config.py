@@ -240,6 +240,9 @@ class TrainConfig(StrictConfig):
 
     An et al. (2019) train with Adam at lr 2e-4 and halve the learning rate after 10 epochs without
     validation improvement; inputs are 3 s crops (300 frames at a 10 ms hop), shorter clips repeat-padded.
+    ``lr_schedule="plateau"`` is that rule (on the training loss when there is no validation set);
+    ``"cosine"`` anneals per epoch from ``lr`` to ``min_lr`` over ``epochs`` (no validation needed,
+    e.g. for a final run on all the training data).
 
     ``penalty_coef`` weights Lin et al.'s (2017) attention penalty ``||A A^T - I||_F^2``; 0.1 is the low
     end of the 0.1-1.0 range of public code: enough to keep the hops from collapsing onto the same frames
@@ -273,6 +276,7 @@ class TrainConfig(StrictConfig):
     batch_size: int = 32
     crop_frames: int = 300
     crops_per_utterance: int = 1  # each utterance is cropped this many times per epoch
+    lr_schedule: typing.Literal["plateau", "cosine"] = "plateau"
     plateau_patience: int = 10
     lr_factor: float = 0.5
     min_lr: float = 1e-6

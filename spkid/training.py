@@ -137,6 +137,13 @@ class Plateau:
         d["best"] = None if math.isinf(self.best) else self.best
         return d
 
+    def lr_at(self, config: TrainConfig, epoch: int) -> float:
+        """Learning rate of 0-based ``epoch`` under ``config.lr_schedule`` (this plateau's for
+        ``"plateau"``)."""
+        if config.lr_schedule == "cosine":
+            return config.min_lr + 0.5 * (config.lr - config.min_lr) * (1.0 + math.cos(math.pi * epoch / config.epochs))
+        return self.lr
+
     @classmethod
     def from_dict(cls, d: dict) -> "Plateau":
         d = dict(d)
@@ -345,7 +352,7 @@ def run_training(adapter: Adapter, config: TrainConfig, train_set: FeatureSet, v
     scalar = adapter.summary_writer(paths.tensorboard) if main else None
     world, share = getattr(adapter, "world", 1), getattr(adapter, "share", lambda obj: obj)
     for epoch in range(start, config.epochs):
-        lr = plateau.lr
+        lr = plateau.lr_at(config, epoch)
         totals: dict[str, float] = {}
         seen = 0
         bar = tqdm(adapter.batches(sampler, epoch), total=len(sampler), disable=not progress, leave=False,

@@ -1,6 +1,7 @@
 """spkid.training and TrainConfig: the framework-free training loop, run through a numpy stand-in backend."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -130,6 +131,18 @@ def test_plateau_lowers_lr_in_history(tmp_path):
                         callbacks=[lambda row: None])
     lrs = [h["lr"] for h in hist]
     assert lrs[0] == 1e-3 and all(b <= a for a, b in zip(lrs, lrs[1:]))
+
+
+def test_cosine_schedule_in_history_and_resume(tmp_path):
+    """lr_schedule="cosine": lr(e) = min_lr + (lr - min_lr)(1 + cos(pi e / epochs)) / 2 per 0-based epoch,
+    whatever the validation does; a resumed run continues the same curve."""
+    cfg = tiny_config(epochs=4, lr=1e-2, min_lr=1e-4, lr_schedule="cosine", plateau_patience=1)
+    hist = run_training(NumpyAdapter(), cfg, blobs(), blobs(2, seed=1), tmp_path / "c", progress=False)
+    expect = [1e-4 + 0.5 * (1e-2 - 1e-4) * (1 + math.cos(math.pi * e / 4)) for e in range(4)]
+    assert [h["lr"] for h in hist] == pytest.approx(expect)
+    run_training(NumpyAdapter(), dataclasses.replace(cfg, epochs=2), blobs(), None, tmp_path / "r", progress=False)
+    resumed = run_training(NumpyAdapter(), cfg, blobs(), None, tmp_path / "r", resume=True, progress=False)
+    assert [h["lr"] for h in resumed][2:] == pytest.approx(expect[2:])
 
 
 def test_callback_can_stop_training(tmp_path):
