@@ -16,10 +16,30 @@ returns ``self``, fitted attributes end in ``_``.
   * ``"hnsw"``: ``IndexHNSWFlat`` (Malkov & Yashunin, "Efficient and robust approximate nearest
     neighbor search using Hierarchical Navigable Small World graphs", TPAMI 2018) with ``hnsw_m``
     links per node, ``ef_construction`` and ``ef_search``.
+  * ``"speakers"``: a two-level, label-aware inverted file. ``fit`` computes each speaker's centroid
+    (the L2-normalised mean of its normalised items for cosine, the plain mean for euclidean; see
+    :meth:`SpeakerIndex.centroids`), indexes the centroids with an ``IndexHNSWFlat`` (inner product
+    for cosine, L2 for euclidean; ``hnsw_m``, ``ef_construction``, ``ef_search``) and keeps each
+    speaker's gallery rows (CSR: rows grouped by speaker + offsets). A query walks the graph to its
+    ``n_probe_speakers`` nearest centroids, then scores every item of those speakers exactly (numpy
+    float32 products with the stored gallery, as the exact backend does) and keeps the top k.
+    Embeddings cluster by speaker, so the k nearest items of a new recording are mostly its
+    speaker's enrolment items: the graph holds only ``n_speakers`` nodes and the re-scoring costs
+    about ``n_probe_speakers x items per speaker`` dot products. With ``n_probe_speakers >=
+    n_speakers`` every item is scored and the results are the exact backend's. With one item per
+    label (i.i.d. data, every label distinct) it degenerates to HNSW over the items, returning at
+    most ``n_probe_speakers`` neighbours. The second level is numpy rather than FAISS's
+    ``IndexIVFFlat`` with the same HNSW quantizer and preassigned lists (``add_core``): FAISS scans
+    its contiguous lists a few tens of microseconds faster per query (the gather from the gallery's
+    rows misses cache), which is small beside the graph walk and the 5 ms budget of issue 5, but it
+    keeps a second copy of the gallery in those lists (1 GB at 1M x 256 float32), scores with its own
+    kernels rather than the exact backend's GEMM, and keeps whichever item tied at the k-th place was
+    scanned first instead of the lower gallery index. Batches run the graph walk in one FAISS call
+    and then one small product per query.
 
   The approximate indexes may return fewer than k neighbours for a query (IVF when the probed cells
-  hold fewer than k items); missing slots hold index ``-1`` and score ``-inf`` (cosine) / ``+inf``
-  (euclidean) and are ignored by :meth:`SpeakerIndex.predict`.
+  hold fewer than k items, ``"speakers"`` when the probed speakers do); missing slots hold index ``-1``
+  and score ``-inf`` (cosine) / ``+inf`` (euclidean) and are ignored by :meth:`SpeakerIndex.predict`.
 
 Results are sorted best first; equal scores are ordered by gallery index, so results are
 deterministic. ``metric="cosine"`` returns similarities (larger = closer), ``metric="euclidean"``
@@ -39,7 +59,8 @@ __all__ = ["SpeakerIndex", "as_embeddings", "l2_normalize"]
 
 METRICS = ("cosine", "euclidean")
 BACKENDS = ("exact", "faiss")
-FAISS_INDEXES = ("flat", "ivf", "hnsw")
+FAISS_INDEXES = ("flat", "ivf", "hnsw", "speakers")
+_CENTROID_CHUNK = 65536  # gallery rows gathered at a time by SpeakerIndex.centroids
 
 
 def as_embeddings(x, name: str = "embeddings", dim: int | None = None) -> np.ndarray:
@@ -97,6 +118,54 @@ def _topk_rows(key: np.ndarray, k: int) -> np.ndarray:
     return part
 
 
+class _SpeakerIVF:
+    """``faiss_index="speakers"``: HNSW over speaker centroids, then exact scoring of the probed
+    speakers' items. ``search`` mirrors FAISS's: (scores, indices), similarities for cosine and squared
+    distances for euclidean, ``-1`` where fewer than k items were probed; rows are not yet sorted."""
+
+    def __init__(self, owner: "SpeakerIndex", faiss_metric, faiss):
+        self.owner = owner
+        n_spk = owner.classes_.size
+        self.n_probe = min(int(owner.n_probe_speakers), n_spk)
+        self.order, self.offsets = owner._speaker_rows()  # CSR lists of each speaker's rows
+        self.exhaustive = self.n_probe >= n_spk  # every speaker probed: no graph needed
+        self.hnsw = None
+        if not self.exhaustive:
+            self.hnsw = owner._hnsw(faiss, faiss_metric, max(owner.ef_search, self.n_probe))
+            self.hnsw.add(owner.centroids())
+
+    @property
+    def ntotal(self) -> int:
+        return self.owner.embeddings_.shape[0]
+
+    def search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        owner = self.owner
+        larger_better = owner._larger_better
+        if self.exhaustive:  # the exact backend's computation
+            full = owner._exact_scores(q)
+            i = _topk_rows(-full if larger_better else full, k)
+            return np.take_along_axis(full, i, 1), i
+        _, spk = self.hnsw.search(q, self.n_probe)
+        out_s = np.full((q.shape[0], k), -np.inf if larger_better else np.inf, np.float32)
+        out_i = np.full((q.shape[0], k), -1, np.int64)
+        emb, sq_norms, order, offsets = owner.embeddings_, owner._sq_norms, self.order, self.offsets
+        for r in range(q.shape[0]):
+            rows = np.concatenate([order[offsets[j] : offsets[j + 1]] for j in spk[r].tolist() if j >= 0])
+            big = rows.size > 2048
+            if big:
+                rows = np.sort(rows)  # _topk_rows sends ties to the lower column = the lower row
+            sc = emb[rows] @ q[r]
+            if not larger_better:
+                sc = np.maximum(sq_norms[rows] - 2.0 * sc + np.dot(q[r], q[r]), 0.0)
+            key = -sc if larger_better else sc
+            if big:
+                top = _topk_rows(key[None], min(k, rows.size))[0]
+            else:  # a few hundred candidates: one full sort, ties to the lower row
+                top = np.lexsort((rows, key))[:k]
+            out_s[r, : top.size], out_i[r, : top.size] = sc[top], rows[top]
+        return out_s, out_i
+
+
 class SpeakerIndex(BaseEstimator):
     """k-nearest-neighbour search and speaker prediction over a labelled gallery of embeddings.
 
@@ -105,12 +174,18 @@ class SpeakerIndex(BaseEstimator):
     n_neighbors : default k of :meth:`kneighbors` and the vote size of :meth:`predict`.
     metric : ``"cosine"`` (vectors are L2-normalised on ``fit`` and on query) or ``"euclidean"``.
     backend : ``"exact"`` (numpy) or ``"faiss"`` (needs ``pip install 'spkid[faiss]'``).
-    faiss_index : ``"flat"`` | ``"ivf"`` | ``"hnsw"`` (FAISS backend only).
+    faiss_index : ``"flat"`` | ``"ivf"`` | ``"hnsw"`` | ``"speakers"`` (FAISS backend only).
+        ``"speakers"`` searches an HNSW graph of the speaker centroids, then scores every item of
+        the ``n_probe_speakers`` nearest speakers exactly (see the module docstring); with one item
+        per label it is HNSW over the items.
     nlist : IVF cells; ``None`` picks ``4 * sqrt(n)`` capped so every cell gets >= 39 training points.
     nprobe : IVF cells visited per query.
     train_size : IVF k-means training points (a seeded random subset of the gallery); ``None``:
         ``min(n, 64 * nlist)``.
-    hnsw_m, ef_construction, ef_search : HNSW graph degree and beam widths at build / query time.
+    hnsw_m, ef_construction, ef_search : HNSW graph degree and beam widths at build / query time
+        (``"hnsw"`` and ``"speakers"``; the latter searches with ``max(ef_search, n_probe_speakers)``).
+    n_probe_speakers : speakers whose items are scored per query (``faiss_index="speakers"``); at
+        least the number of speakers makes the search exhaustive.
     batch_size : queries per batch; the exact backend holds ``batch_size x n_gallery`` float32.
     score_mode : how :meth:`scores` rates a speaker: ``"max"`` (best match among the speaker's gallery
         items) or ``"centroid"`` (match to the mean of the speaker's normalised items).
@@ -135,6 +210,7 @@ class SpeakerIndex(BaseEstimator):
         hnsw_m: int = 32,
         ef_construction: int = 80,
         ef_search: int = 64,
+        n_probe_speakers: int = 16,
         batch_size: int = 1024,
         score_mode: str = "max",
         n_jobs: int | None = None,
@@ -150,6 +226,7 @@ class SpeakerIndex(BaseEstimator):
         self.hnsw_m = hnsw_m
         self.ef_construction = ef_construction
         self.ef_search = ef_search
+        self.n_probe_speakers = n_probe_speakers
         self.batch_size = batch_size
         self.score_mode = score_mode
         self.n_jobs = n_jobs
@@ -165,7 +242,8 @@ class SpeakerIndex(BaseEstimator):
         ):
             if getattr(self, name) not in valid:
                 raise ValueError(f"{name} must be one of {valid}, got {getattr(self, name)!r}")
-        for name in ("n_neighbors", "nprobe", "hnsw_m", "ef_construction", "ef_search", "batch_size"):
+        for name in ("n_neighbors", "nprobe", "hnsw_m", "ef_construction", "ef_search", "n_probe_speakers",
+                     "batch_size"):
             v = getattr(self, name)
             if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
@@ -190,6 +268,7 @@ class SpeakerIndex(BaseEstimator):
         self.classes_, self.label_index_ = np.unique(y, return_inverse=True)
         self.n_features_in_ = x.shape[1]
         self._sq_norms = np.einsum("ij,ij->i", self.embeddings_, self.embeddings_)
+        self._csr = None
         self._faiss = self._build_faiss() if self.backend == "faiss" else None
         return self
 
@@ -243,11 +322,17 @@ class SpeakerIndex(BaseEstimator):
             index.cp.seed = self.seed
             index.train(train)
             index.nprobe = min(self.nprobe, nlist)
+        elif self.faiss_index == "speakers":
+            return _SpeakerIVF(self, faiss_metric, faiss)
         else:
-            index = faiss.IndexHNSWFlat(d, self.hnsw_m, faiss_metric)
-            index.hnsw.efConstruction = self.ef_construction
-            index.hnsw.efSearch = self.ef_search
+            index = self._hnsw(faiss, faiss_metric)
         index.add(x)
+        return index
+
+    def _hnsw(self, faiss, faiss_metric, ef_search: int | None = None):
+        index = faiss.IndexHNSWFlat(self.n_features_in_, self.hnsw_m, faiss_metric)
+        index.hnsw.efConstruction = self.ef_construction
+        index.hnsw.efSearch = self.ef_search if ef_search is None else ef_search
         return index
 
     # ------------------------------------------------------------------ search
@@ -314,13 +399,35 @@ class SpeakerIndex(BaseEstimator):
         tied = present & (totals == best)
         return self.classes_[np.argmin(np.where(tied, first, np.iinfo(np.int64).max), axis=1)]
 
+    def _speaker_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """Gallery rows grouped by speaker (CSR): ``order`` (n,) rows sorted by ``label_index_``
+        (ascending within a speaker) and ``offsets`` (n_speakers + 1,): speaker j's rows are
+        ``order[offsets[j]:offsets[j + 1]]``. Cached until the next ``fit``."""
+        self._check_fitted()
+        if self._csr is None:
+            n_spk = self.classes_.size
+            order = np.argsort(self.label_index_, kind="stable")
+            offsets = np.zeros(n_spk + 1, np.int64)
+            np.cumsum(np.bincount(self.label_index_, minlength=n_spk), out=offsets[1:])
+            self._csr = order, offsets
+        return self._csr
+
     def centroids(self) -> np.ndarray:
         """(n_speakers, D) float32 mean of each speaker's gallery items (normalised for cosine),
         rows in the order of ``classes_``."""
-        self._check_fitted()
-        c = np.zeros((self.classes_.size, self.n_features_in_), np.float64)
-        np.add.at(c, self.label_index_, self.embeddings_)
-        c /= np.bincount(self.label_index_, minlength=self.classes_.size)[:, None]
+        order, offsets = self._speaker_rows()
+        n_spk = self.classes_.size
+        c = np.empty((n_spk, self.n_features_in_), np.float64)
+        # float64 sums of each speaker's rows, a chunk of whole speakers at a time (np.add.at is slower)
+        s0 = 0
+        while s0 < n_spk:
+            s1 = int(np.searchsorted(offsets, offsets[s0] + _CENTROID_CHUNK, side="right")) - 1
+            s1 = min(max(s1, s0 + 1), n_spk)
+            a, b = offsets[s0], offsets[s1]
+            c[s0:s1] = np.add.reduceat(self.embeddings_[order[a:b]], offsets[s0:s1] - a, axis=0,
+                                       dtype=np.float64)
+            s0 = s1
+        c /= np.diff(offsets)[:, None]
         c = c.astype(np.float32)
         return l2_normalize(c) if self.metric == "cosine" else c
 
@@ -335,8 +442,8 @@ class SpeakerIndex(BaseEstimator):
         if self.score_mode == "centroid":
             c = self.centroids()
             return (q @ c.T if self.metric == "cosine" else -np.sqrt(_sq_euclidean(q, c))).astype(np.float32)
-        order = np.argsort(self.label_index_, kind="stable")
-        starts = np.searchsorted(self.label_index_[order], np.arange(self.classes_.size))
+        order, offsets = self._speaker_rows()
+        starts = offsets[:-1]
         out = [np.empty((0, self.classes_.size), np.float32)]
         for qb in self._batches(q):
             full = self._exact_scores(qb)[:, order]

@@ -1,6 +1,7 @@
 """spkid.search.SpeakerIndex: exact search against a numpy oracle, FAISS backends, vote and scores."""
 from __future__ import annotations
 
+import importlib.util
 import sys
 
 import numpy as np
@@ -220,3 +221,132 @@ def test_property_sorted_valid_self_first(x, k, metric):
         # each query finds itself first, or an item pointing the same way (a tie up to rounding)
         same_dir = (g[first] * g).sum(1) >= 1 - 1e-5
         assert ((first == np.arange(n)) | same_dir)[nonzero].all()
+
+
+# ---------------------------------------------------------------- faiss_index="speakers"
+needs_faiss = pytest.mark.skipif(importlib.util.find_spec("faiss") is None, reason="faiss is not installed")
+
+
+def _speaker_gallery(rng, noise=0.8, n_spk=150, per_speaker=20, dim=32, n_queries=200):
+    """Items around speaker centres (exactly ``per_speaker`` each); queries: noisy re-recordings."""
+    centres = rng.normal(size=(n_spk, dim)).astype(np.float32)
+    y = np.arange(n_spk * per_speaker) % n_spk
+    x = centres[y] + noise * rng.normal(size=(y.size, dim)).astype(np.float32)
+    pick = rng.choice(y.size, n_queries, replace=False)
+    q = x[pick] + 0.5 * noise * rng.normal(size=(n_queries, dim)).astype(np.float32)
+    return x, y, q
+
+
+def _speakers(**params):
+    return SpeakerIndex(backend="faiss", faiss_index="speakers", n_jobs=1, **params)
+
+
+@needs_faiss
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_speakers_probing_every_speaker_is_exact(data, metric):
+    x, y, q = data  # 12 speakers
+    exact = SpeakerIndex(metric=metric).fit(x, y)
+    for n_probe in (12, 50):
+        index = _speakers(metric=metric, n_probe_speakers=n_probe, batch_size=16).fit(x, y)
+        for k in (1, 10, 400):
+            s1, i1 = exact.kneighbors(q, k)
+            s2, i2 = index.kneighbors(q, k)
+            np.testing.assert_array_equal(i1, i2)
+            np.testing.assert_allclose(s1, s2, atol=1e-6)  # batch sizes differ: GEMM rounding
+        np.testing.assert_array_equal(exact.predict(q), index.predict(q))
+
+
+@needs_faiss
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_speakers_recall_on_clustered_gallery(rng, metric):
+    x, y, q = _speaker_gallery(rng)
+    full_s, full_i = SpeakerIndex(metric=metric).fit(x, y).kneighbors(q, len(x))
+    truth = full_i[:, :10]
+    exact_of = np.empty_like(full_s)  # exact score of every (query, gallery item)
+    np.put_along_axis(exact_of, full_i, full_s, 1)
+    recalls = {}
+    for n_probe in (1, 8):
+        index = _speakers(metric=metric, n_probe_speakers=n_probe, hnsw_m=8, ef_search=16).fit(x, y)
+        s, found = index.kneighbors(q, 10)
+        assert ((found >= 0) & (found < len(x))).all()
+        recalls[n_probe] = _recall(found, truth)
+        # the probed items are scored exactly: each returned score is the exact backend's
+        np.testing.assert_allclose(s, np.take_along_axis(exact_of, found, 1), rtol=2e-5, atol=1e-5)
+    # 8 of 150 speakers are enough on this gallery; one is not (the floor is not met trivially)
+    assert recalls[8] >= 0.95
+    assert recalls[1] < recalls[8]
+
+
+@needs_faiss
+def test_speakers_shapes_missing_slots_predict_scores(rng):
+    x, y, q = _speaker_gallery(rng, n_spk=30, per_speaker=20, n_queries=25)
+    index = _speakers(n_probe_speakers=2, n_neighbors=50, batch_size=7).fit(x, y)
+    s, i = index.kneighbors(q)
+    assert s.shape == i.shape == (25, 50) and s.dtype == np.float32 and i.dtype == np.int64
+    missing = i < 0
+    assert (missing.sum(1) == 10).all(), "2 speakers x 20 items leave 10 of 50 slots empty"
+    assert np.isneginf(s[missing]).all() and np.isfinite(s[~missing]).all()
+    assert (np.diff(np.where(missing, -2.0, s), axis=1) <= 0).all()  # best first, missing last
+    found = i[~missing].reshape(25, 40)
+    assert all(len(set(row)) == 40 for row in found)
+    assert all(np.unique(y[row]).size == 2 for row in found)  # two whole speakers
+    pred = index.predict(q)
+    assert pred.shape == (25,) and set(pred) <= set(y)
+    sc = index.scores(q)  # always exact
+    assert sc.shape == (25, 30)
+    np.testing.assert_allclose(sc, SpeakerIndex().fit(x, y).scores(q), atol=1e-6)
+    # euclidean: missing slots are +inf, distances ascending
+    s, i = index.set_params(metric="euclidean").fit(x, y).kneighbors(q)
+    assert np.isposinf(s[i < 0]).all() and (np.diff(np.where(i < 0, 1e9, s), axis=1) >= 0).all()
+
+
+@needs_faiss
+def test_speakers_one_item_per_label_is_hnsw_over_items(rng):
+    x = rng.normal(size=(600, 16)).astype(np.float32)
+    index = _speakers(n_probe_speakers=16, hnsw_m=16, ef_search=64).fit(x, np.arange(600))
+    s, i = index.kneighbors(x[:50], 10)
+    _, truth = SpeakerIndex().fit(x, np.arange(600)).kneighbors(x[:50], 10)
+    assert (i[:, 0] == np.arange(50)).all()  # each item finds itself first
+    assert _recall(i, truth) >= 0.9
+    _, i = index.kneighbors(x[:5], 20)  # at most n_probe_speakers items can be found
+    assert ((i >= 0).sum(1) == 16).all()
+
+
+@needs_faiss
+@pytest.mark.parametrize("copies", [3, 1100])  # 2 probed speakers x 1100 > 2048: the argpartition path
+def test_speakers_ties_go_to_lower_gallery_index(rng, copies):
+    dirs = rng.normal(size=(6, 8)).astype(np.float32)
+    y = np.tile(np.arange(6), copies)  # speaker j: identical items at rows j, j + 6, j + 12, ...
+    q = dirs + 0.01 * rng.normal(size=dirs.shape).astype(np.float32)
+    for metric in ("cosine", "euclidean"):
+        index = _speakers(metric=metric, n_probe_speakers=2, hnsw_m=4).fit(dirs[y], y)
+        s, i = index.kneighbors(q, 3)  # `copies` tied candidates for three slots: the lowest rows
+        np.testing.assert_array_equal(i, np.arange(6)[:, None] + [0, 6, 12])
+        assert (s == s[:, :1]).all()
+
+
+@needs_faiss
+def test_speakers_params(data):
+    x, y, _ = data
+    for bad in (0, -3, 2.5, True, None):
+        with pytest.raises(ValueError, match="n_probe_speakers must be a positive int"):
+            _speakers(n_probe_speakers=bad).fit(x, y)
+    with pytest.raises(ValueError, match="'speakers'"):
+        SpeakerIndex(backend="faiss", faiss_index="speaker").fit(x, y)
+    index = _speakers(n_probe_speakers=3, ef_search=20)
+    params = index.get_params()
+    assert params["n_probe_speakers"] == 3 and params["faiss_index"] == "speakers"
+    assert SpeakerIndex().get_params()["n_probe_speakers"] == 16
+    twin = clone(index)
+    assert twin.get_params() == params and not hasattr(twin, "classes_")
+    a, b = index.fit(x, y).kneighbors(x[:9], 5), twin.fit(x, y).kneighbors(x[:9], 5)
+    np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_centroids_in_chunks(data, monkeypatch):
+    x, y, _ = data
+    index = SpeakerIndex(metric="euclidean").fit(x, y)
+    ref = np.stack([x[y == c].mean(0) for c in index.classes_])
+    for chunk in (1, 7, 50, 10**6):  # chunks of whole speakers; one speaker may exceed the chunk
+        monkeypatch.setattr("spkid.search._CENTROID_CHUNK", chunk)
+        np.testing.assert_allclose(index.centroids(), ref, atol=1e-5)
