@@ -26,7 +26,11 @@ returns ``self``, fitted attributes end in ``_``.
     Embeddings cluster by speaker, so the k nearest items of a new recording are mostly its
     speaker's enrolment items: the graph holds only ``n_speakers`` nodes and the re-scoring costs
     about ``n_probe_speakers x items per speaker`` dot products. With ``n_probe_speakers >=
-    n_speakers`` every item is scored and the results are the exact backend's. With one item per
+    n_speakers`` every item is scored and the results are the exact backend's. A miss at the first
+    level (the query's speaker not among the probed) costs most of recall@k, and greedy graph search
+    has little to follow between unstructured high-dimensional centroids: the graph is only
+    ``n_speakers`` nodes, so a larger ``ef_construction`` / ``ef_search`` than for item-level HNSW is
+    affordable (``benchmarks/search.py`` uses 80 / 256 for it). With one item per
     label (i.i.d. data, every label distinct) it degenerates to HNSW over the items, returning at
     most ``n_probe_speakers`` neighbours. The second level is numpy rather than FAISS's
     ``IndexIVFFlat`` with the same HNSW quantizer and preassigned lists (``add_core``): FAISS scans
