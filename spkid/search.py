@@ -30,9 +30,9 @@ returns ``self``, fitted attributes end in ``_``.
     level (the query's speaker not among the probed) costs most of recall@k, and greedy graph search
     has little to follow between unstructured high-dimensional centroids: the graph is only
     ``n_speakers`` nodes, so a larger ``ef_construction`` / ``ef_search`` than for item-level HNSW is
-    affordable (``benchmarks/search.py`` uses 80 / 256 for it). With one item per
-    label (i.i.d. data, every label distinct) it degenerates to HNSW over the items, returning at
-    most ``n_probe_speakers`` neighbours. The second level is numpy rather than FAISS's
+    affordable (``benchmarks/search.py`` uses 80 / 256 for it). With one item per label (i.i.d.
+    data, every label distinct) it degenerates to HNSW over the items, returning at most
+    ``n_probe_speakers`` neighbours. The second level is numpy rather than FAISS's
     ``IndexIVFFlat`` with the same HNSW quantizer and preassigned lists (``add_core``): FAISS scans
     its contiguous lists a few tens of microseconds faster per query (the gather from the gallery's
     rows misses cache), which is small beside the graph walk and the 5 ms budget of issue 5, but it
@@ -138,10 +138,6 @@ class _SpeakerIVF:
             self.hnsw = owner._hnsw(faiss, faiss_metric, max(owner.ef_search, self.n_probe))
             self.hnsw.add(owner.centroids())
 
-    @property
-    def ntotal(self) -> int:
-        return self.owner.embeddings_.shape[0]
-
     def search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         owner = self.owner
         larger_better = owner._larger_better
@@ -160,7 +156,7 @@ class _SpeakerIVF:
                 rows = np.sort(rows)  # _topk_rows sends ties to the lower column = the lower row
             sc = emb[rows] @ q[r]
             if not larger_better:
-                sc = np.maximum(sq_norms[rows] - 2.0 * sc + np.dot(q[r], q[r]), 0.0)
+                sc = np.maximum(np.dot(q[r], q[r]) - 2.0 * sc + sq_norms[rows], 0.0)  # as _sq_euclidean
             key = -sc if larger_better else sc
             if big:
                 top = _topk_rows(key[None], min(k, rows.size))[0]
