@@ -5,6 +5,9 @@
     python benchmarks/accuracy.py --protocol libri251 --backend torch --model vgg_attention \
         --config benchmarks/recipes/libri251_vgg.yaml
 
+``--ensemble N`` trains N members with seeds ``seed .. seed+N-1`` (run dirs ``OUT/seed-S``), reports each
+member, and classifies with the members' averaged posteriors (``spkid.inference.average_posteriors``).
+
 A recipe YAML (``--config``) holds TrainConfig fields overriding the protocol's recipe, plus an optional
 ``features:`` mapping of FeatureConfig fields (e.g. ``normalize: null`` to keep the long-term spectrum,
 for models with ``input_norm``); ``--normalize`` on the command line overrides both.
@@ -22,6 +25,7 @@ audio is touched once, at the end. Prints parameters, training time, top-1 / top
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import re
 import sys
@@ -38,7 +42,9 @@ from spkid.audio import load_audio  # noqa: E402
 from spkid.backends import get_backend  # noqa: E402
 from spkid.config import FeatureConfig, TrainConfig, load_yaml_config  # noqa: E402
 from spkid.features import fbank_from_config  # noqa: E402
+from spkid.inference import average_posteriors, predict  # noqa: E402
 from spkid.sampling import FeatureSet, add_noise, split_holdout  # noqa: E402
+from spkid.training import classification_report  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
 
@@ -138,6 +144,8 @@ def main(argv=None) -> int:
     ap.add_argument("--lr", type=float)
     ap.add_argument("--crop-frames", type=int)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--ensemble", type=int, default=1, metavar="N",
+                    help="train N members (seeds seed..seed+N-1) and average their posteriors")
     ap.add_argument("--config", metavar="YAML", help="TrainConfig fields overriding the protocol's recipe")
     ap.add_argument("--val-seconds", type=float, default=1.5, help="libri251: training audio held out for val")
     ap.add_argument("--data", type=Path, default=DATA)
@@ -149,14 +157,14 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     recipe = dict(RECIPES[args.protocol], model=args.model, model_overrides=SMALL[args.model], seed=args.seed)
-    for key in ("epochs", "batch_size", "lr", "crop_frames"):
-        if getattr(args, key) is not None:
-            recipe[key] = getattr(args, key)
     features: dict = {}
     if args.config:
         loaded = load_yaml_config(args.config)
         features = dict(loaded.pop("features", None) or {})
         recipe.update(loaded)
+    for key in ("epochs", "batch_size", "lr", "crop_frames"):  # command-line flags beat the recipe
+        if getattr(args, key) is not None:
+            recipe[key] = getattr(args, key)
     config = TrainConfig.from_dict(recipe)
     if args.normalize is not None:
         features["normalize"] = NORMALIZE[args.normalize]
@@ -175,16 +183,35 @@ def main(argv=None) -> int:
     backend = get_backend(args.backend)
     module = importlib.import_module(backend.__name__ + ".train")
     out = args.out or Path(tempfile.mkdtemp(prefix=f"spkid-{args.protocol}-{args.backend}-"))
-    t0 = time.perf_counter()
-    module.fit(config, train, val, out, progress=args.progress)
-    t_train = time.perf_counter() - t0
-    model, meta = module.load_checkpoint(out)  # best epoch by validation (last epoch without val)
-    params = backend.count_params(model)
-    t0 = time.perf_counter()
-    report = module.evaluate(model, test, config=config)
-    t_eval = time.perf_counter() - t0
-    print(f"backend={args.backend} model={args.model} params={params['total']:,} best_epoch={meta['epoch']} "
-          f"train_time={t_train:.0f}s eval_time={t_eval:.1f}s run_dir={out}")
+    logits: dict[str, list] = {"val": [], "test": []}
+    for k in range(args.ensemble):
+        member = config if args.ensemble == 1 else dataclasses.replace(config, seed=config.seed + k)
+        run_dir = out if args.ensemble == 1 else out / f"seed-{member.seed}"
+        t0 = time.perf_counter()
+        module.fit(member, train, val, run_dir, progress=args.progress)
+        t_train = time.perf_counter() - t0
+        model, meta = module.load_checkpoint(run_dir)  # best epoch by validation (last epoch without val)
+        params = backend.count_params(model)
+        t0 = time.perf_counter()
+        forward = module.forward_fn(model)
+        for part, data in (("val", val), ("test", test)):
+            if data is not None and len(data):
+                logits[part].append(predict(forward, data.features, member, keys=("logits",))["logits"])
+        t_eval = time.perf_counter() - t0
+        val_note = (f" val_top1={100 * classification_report(logits['val'][-1], val.labels, val.speakers)['top1']:.2f}"
+                    if logits["val"] else "")
+        print(f"backend={args.backend} model={args.model} seed={member.seed} params={params['total']:,} "
+              f"best_epoch={meta['epoch']} train_time={t_train:.0f}s eval_time={t_eval:.1f}s{val_note} "
+              f"run_dir={run_dir}", flush=True)
+        if args.ensemble > 1:
+            rep = classification_report(logits["test"][-1], test.labels, test.speakers)
+            print(f"member seed={member.seed}: top1={100 * rep['top1']:.2f} top5={100 * rep['top5']:.2f}", flush=True)
+    if args.ensemble > 1 and logits["val"]:
+        rep = classification_report(average_posteriors(logits["val"]), val.labels, val.speakers)
+        print(f"ensemble of {args.ensemble}: val_top1={100 * rep['top1']:.2f}")
+    report = classification_report(average_posteriors(logits["test"]), test.labels, test.speakers)
+    if args.ensemble > 1:
+        print(f"ensemble of {args.ensemble} (averaged posteriors):")
     print(f"top1={100 * report['top1']:.2f} top5={100 * report['top5']:.2f}")
     return 0
 

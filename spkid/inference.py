@@ -17,7 +17,7 @@ from .config import FeatureConfig, TrainConfig
 from .errors import SpkidError
 from .sampling import eval_batches, eval_pieces
 
-__all__ = ["predict", "Embedder", "load_embedder", "embed_files", "evaluate_with", "embed_with"]
+__all__ = ["predict", "average_posteriors", "Embedder", "load_embedder", "embed_files", "evaluate_with", "embed_with"]
 
 Forward = Callable[[np.ndarray, np.ndarray], dict]
 
@@ -41,6 +41,25 @@ def predict(forward: Forward, features: Sequence[np.ndarray], config: TrainConfi
             np.add.at(out[k], owner[idx], v)
     counts = np.bincount(owner, minlength=n).astype(np.float64)
     return {k: (v / counts.reshape((-1,) + (1,) * (v.ndim - 1))).astype(np.float32) for k, v in out.items()}
+
+
+def average_posteriors(logits_list: Sequence[np.ndarray]) -> np.ndarray:
+    """Ensemble of classifiers over the same classes: ``log(mean_m softmax(logits_m))``, (N, C) float64.
+
+    The result is a valid logit matrix (its softmax is the averaged posterior), so it can go wherever
+    one model's logits go (e.g. :func:`spkid.training.classification_report`).
+    """
+    if not logits_list:
+        raise ValueError("average_posteriors needs at least one logit matrix")
+    shapes = {np.shape(lg) for lg in logits_list}
+    if len(shapes) != 1 or len(next(iter(shapes))) != 2:
+        raise ValueError(f"logit matrices must all be (N, C) of one shape, got {sorted(shapes)}")
+    total = 0.0
+    for lg in logits_list:
+        z = np.asarray(lg, dtype=np.float64)
+        z = np.exp(z - z.max(axis=1, keepdims=True))
+        total = total + z / z.sum(axis=1, keepdims=True)
+    return np.log(total / len(logits_list))
 
 
 def _model_and_config(module, model_or_path, config: TrainConfig | None):

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from spkid.config import FeatureConfig, TrainConfig
 from spkid.errors import FeatureError
-from spkid.inference import predict
+from spkid.inference import average_posteriors, predict
 from spkid.sampling import (
     FeatureSet,
     TrainSampler,
@@ -150,6 +150,21 @@ def test_predict_averages_windows_per_utterance():
     want = np.stack([np.mean([p.mean(0) for p, o in zip(pieces, owner) if o == u], axis=0) for u in range(2)])
     np.testing.assert_allclose(out["logits"], want, rtol=1e-6)
     np.testing.assert_allclose(out["embedding"], 2 * want, rtol=1e-6)
+
+
+def test_average_posteriors_is_the_log_of_the_mean_softmax():
+    a = np.array([[2.0, 0.0, 0.0], [0.0, 0.0, 5.0]])
+    b = np.array([[0.0, 3.0, 0.0], [1000.0, 0.0, 0.0]])  # large logits must not overflow
+    soft = lambda z: np.exp(z - z.max(1, keepdims=True)) / np.exp(z - z.max(1, keepdims=True)).sum(1, keepdims=True)
+    out = average_posteriors([a, b])
+    np.testing.assert_allclose(np.exp(out), (soft(a) + soft(b)) / 2, rtol=1e-12)
+    np.testing.assert_allclose(np.exp(out).sum(1), 1.0)
+    np.testing.assert_allclose(average_posteriors([a]), np.log(soft(a)))
+    assert out.argmax(1).tolist() == [1, 0]  # the confident member decides
+    with pytest.raises(ValueError, match="at least one"):
+        average_posteriors([])
+    with pytest.raises(ValueError, match="one shape"):
+        average_posteriors([a, a[:, :2]])
 
 
 def test_split_holdout_is_stratified_disjoint_and_seeded():
