@@ -129,6 +129,48 @@ def test_batch_equals_single(rng):
         np.testing.assert_allclose(b, F.fbank(y, 16000), rtol=0, atol=1e-5)
 
 
+def _reference_fbank(y, sr, win, hop, n_fft, n_mels, window):
+    """Direct float64 computation: pre-emphasis, padded frames, window, |rfft|^2 / n_fft, filters, log."""
+    x = np.asarray(y, dtype=np.float64)
+    e = np.concatenate([x[:1], x[1:] - 0.97 * x[:-1]])
+    n = F.n_frames(len(e), win, hop)
+    e = np.concatenate([e, np.zeros((n - 1) * hop + win - len(e))])
+    w = {"hamming": np.hamming, "hann": np.hanning, "rectangular": np.ones}[window](win)
+    frames = np.stack([e[t * hop : t * hop + win] for t in range(n)]) * w
+    power = np.abs(np.fft.rfft(frames, n_fft)) ** 2 / n_fft
+    mel = power @ F.mel_filterbank(sr, n_fft, n_mels).T
+    return np.log(np.maximum(mel, F.EPS)), mel >= REL_FLOOR * power.sum(1, keepdims=True)
+
+
+@pytest.mark.parametrize(
+    "sr, frame_length, frame_shift, n_fft, window",
+    [
+        (16000, 0.025, 0.010, 512, "hamming"),  # FFT inputs overlap (stride 480 < n_fft)
+        (8000, 0.025, 0.010, 256, "hann"),  # stride 240 < 256
+        (16000, 0.032, 0.016, 512, "hamming"),  # stride == n_fft: no overlap
+        (16000, 0.020, 0.030, 512, "rectangular"),  # hop > frame: gaps between frames
+        (8000, 0.025, 0.002, 512, "hamming"),  # tiny hop: many frame groups
+        (22050, 0.025, 0.0125, 1024, "hann"),
+    ],
+)
+def test_frame_layout_matches_direct_computation(rng, monkeypatch, sr, frame_length, frame_shift, n_fft,
+                                                  window):
+    """The grouped, overlapping FFT-input layout (and chunks packing several signals, with gaps and
+    rounding to whole groups) gives the spectra of plainly framed, zero-padded frames."""
+    p = F._params(F._make_config(sr, n_mels=24, frame_length=frame_length, frame_shift=frame_shift,
+                                 n_fft=n_fft, preemphasis=0.97, window=window, fmin=0.0, fmax=None,
+                                 log="natural", normalize=None))
+    assert p.groups * p.hop == p.stride and p.lead + p.win <= p.stride and p.stride + p.lead >= n_fft
+    ys = [rng.uniform(-1, 1, n).astype(np.float32) for n in (p.win, p.win + 1, 3 * sr // 10, sr)]
+    monkeypatch.setattr(F, "CHUNK_FRAMES", 41)  # signals split across chunks and sharing them
+    outs = F.fbank_batch(ys, sr, n_mels=24, frame_length=frame_length, frame_shift=frame_shift,
+                         n_fft=n_fft, window=window, normalize=None)
+    for y, out in zip(ys, outs):
+        ref, ok = _reference_fbank(y, sr, p.win, p.hop, n_fft, 24, window)
+        assert out.shape == ref.shape
+        assert np.abs(out - ref)[ok].max() < 1e-3
+
+
 def test_chunked_equals_unchunked(rng, monkeypatch):
     y = rng.standard_normal(16000 * 3).astype(np.float32)
     whole = F.fbank(y, 16000, normalize=None)
