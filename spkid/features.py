@@ -448,7 +448,11 @@ def _finish(e: np.ndarray, p: _Params, normalize: bool = True) -> np.ndarray:
         e *= 10.0
     # Any NaN/Inf makes its column sum non-finite: checking the sums costs no extra pass when the
     # mean is needed anyway. float64 sums by a BLAS gemv (exact casts, float64 accumulation).
-    total = _ones(len(e)) @ e.astype(np.float64)
+    # Summed in blocks of CHUNK_FRAMES rows so the float64 copy stays a chunk, not the whole clip.
+    total = np.zeros(e.shape[1])
+    for r0 in range(0, len(e), CHUNK_FRAMES):
+        blk = e[r0:r0 + CHUNK_FRAMES]
+        total += _ones(len(blk)) @ blk.astype(np.float64)
     if not np.isfinite(total).all():
         raise FeatureError("non-finite filterbank energies: the signal has NaN/Inf samples or overflows")
     if normalize:
