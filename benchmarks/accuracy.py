@@ -154,6 +154,9 @@ def main(argv=None) -> int:
                     help="per-utterance feature normalisation (default: the recipe's, else mean; mean "
                          "subtraction also removes the long-term spectrum, a speaker cue)")
     ap.add_argument("--progress", action="store_true")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue the runs already in --out (an interrupted member resumes from its last "
+                         "checkpoint; a finished one is only evaluated, and its train_time reads ~0)")
     args = ap.parse_args(argv)
 
     recipe = dict(RECIPES[args.protocol], model=args.model, model_overrides=SMALL[args.model], seed=args.seed)
@@ -188,7 +191,7 @@ def main(argv=None) -> int:
         member = config if args.ensemble == 1 else dataclasses.replace(config, seed=config.seed + k)
         run_dir = out if args.ensemble == 1 else out / f"seed-{member.seed}"
         t0 = time.perf_counter()
-        module.fit(member, train, val, run_dir, progress=args.progress)
+        module.fit(member, train, val, run_dir, resume=args.resume, progress=args.progress)
         t_train = time.perf_counter() - t0
         model, meta = module.load_checkpoint(run_dir)  # best epoch by validation (last epoch without val)
         params = backend.count_params(model)
