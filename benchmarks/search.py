@@ -1,4 +1,4 @@
-"""Speaker-search benchmark: exact linear scan vs FAISS flat / IVF / HNSW / speakers.
+"""Speaker-search benchmark: exact linear scan vs FAISS flat / IVF / HNSW / speakers / PQ.
 
 For galleries of ``--sizes`` unit-norm ``--dim``-d float32 vectors, measures per method the build time,
 the latency of one query at a time, the batched cost (ms per query in batches of ``--queries``), and
@@ -18,10 +18,15 @@ scoring of the ``--probe-speakers`` nearest speakers' items. Its graph holds one
 ``--gallery speakers`` it is cheap to build at 1M items (n / per-speaker nodes); on ``--gallery random``
 every item is its own label and it is plain HNSW over the items (skipped above ``--hnsw-max-size``).
 
+``pq`` is ``SpeakerIndex(faiss_index="pq")``: a 4-bit product-quantisation fast scan of every item
+(``--pq-m`` sub-quantisers), then exact re-scoring of the ``--refine-factor x k`` best candidates. It
+relies on no structure in the gallery, so it is the method for ``--gallery random``.
+
 Goal (issue 5): <= 5 ms per query at 1M items with recall@10 >= 0.95; the exact scan is the baseline.
 
     python benchmarks/search.py --sizes 10000 100000 1000000
     python benchmarks/search.py --gallery speakers --sizes 1000000 --methods exact ivf speakers
+    python benchmarks/search.py --sizes 1000000 --methods exact ivf pq
 """
 from __future__ import annotations
 
@@ -49,8 +54,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--gallery", choices=["random", "speakers"], default="random")
     p.add_argument("--per-speaker", type=int, default=10)
     p.add_argument("--near-cos", type=float, default=0.85, help="cosine of a 'near' query to its item")
-    p.add_argument("--methods", nargs="+", default=["exact", "flat", "ivf", "hnsw", "speakers"],
-                   choices=["exact", "flat", "ivf", "hnsw", "speakers"])
+    p.add_argument("--methods", nargs="+", default=["exact", "flat", "ivf", "hnsw", "speakers", "pq"],
+                   choices=["exact", "flat", "ivf", "hnsw", "speakers", "pq"])
     p.add_argument("--nlist", type=int, default=None, help="IVF cells (default: sqrt(n))")
     p.add_argument("--nprobe", type=int, default=64)
     p.add_argument("--hnsw-m", type=int, default=32)
@@ -62,6 +67,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     # affordable; random 256-d speaker directions give greedy graph search little to follow
     p.add_argument("--speakers-ef-construction", type=int, default=80)
     p.add_argument("--speakers-ef-search", type=int, default=256)
+    p.add_argument("--pq-m", type=int, default=None,
+                   help="PQ sub-quantisers for 'pq' (default: the library's, dim / 4)")
+    p.add_argument("--refine-factor", type=int, default=500,
+                   help="'pq' re-scores refine-factor x k candidates exactly")
     p.add_argument("--hnsw-max-size", type=int, default=100_000,
                    help="skip an HNSW graph of more nodes than this (items for 'hnsw', distinct "
                         "labels for 'speakers'): its build is slow on few cores")
@@ -123,7 +132,8 @@ def make_index(args, method: str, n: int) -> SpeakerIndex:
         metric="cosine", backend="faiss", faiss_index=method, batch_size=args.queries,
         nlist=args.nlist or max(1, round(math.sqrt(n))), nprobe=args.nprobe, hnsw_m=args.hnsw_m,
         ef_construction=args.speakers_ef_construction if spk else args.ef_construction,
-        ef_search=args.speakers_ef_search if spk else args.ef_search, n_probe_speakers=args.probe_speakers, n_jobs=args.threads,
+        ef_search=args.speakers_ef_search if spk else args.ef_search, n_probe_speakers=args.probe_speakers,
+        pq_m=args.pq_m, refine_factor=args.refine_factor, n_jobs=args.threads,
     )
 
 
@@ -134,6 +144,9 @@ def describe(index: SpeakerIndex, method: str) -> str:
         return f"M={index.hnsw_m} efC={index.ef_construction} efS={index.ef_search}"
     if method == "speakers":
         return f"P={index.n_probe_speakers} M={index.hnsw_m} efC={index.ef_construction} efS={index.ef_search}"
+    if method == "pq":
+        pq = index._faiss.pq
+        return f"m={pq.pq.M if pq is not None else '-'}x4bit refine={index.refine_factor}"
     return "-"
 
 

@@ -41,6 +41,17 @@ returns ``self``, fitted attributes end in ``_``.
     scanned first instead of the lower gallery index. Batches run the graph walk in one FAISS call
     and then one small product per query.
 
+  * ``"pq"``: ``IndexPQFastScan`` (André, Kermarrec & Le Scouarnec, "Accelerated nearest neighbor
+    search with quick ADC", ICMR 2017): every item is coded by ``pq_m`` 4-bit sub-quantisers
+    (k-means with 16 centroids on each of ``pq_m`` slices of the vector), and a query scans all the
+    codes with in-register lookup tables (SIMD shuffles), a few times less memory traffic than one
+    float32 scan. The ``refine_factor x k`` best codes are then re-scored exactly against the stored
+    float32 gallery, as ``"speakers"`` does, so the scores returned are exact and only the candidate
+    set is approximate. Unlike IVF, HNSW and ``"speakers"`` it needs no cluster structure: every
+    item is looked at, so it keeps its recall on unstructured (e.g. random) galleries, where graph
+    and inverted-file search lose most of theirs. Galleries under 256 items, or a ``refine_factor
+    x k`` covering the gallery, are searched exhaustively.
+
   The approximate indexes may return fewer than k neighbours for a query (IVF when the probed cells
   hold fewer than k items, ``"speakers"`` when the probed speakers do); missing slots hold index ``-1``
   and score ``-inf`` (cosine) / ``+inf`` (euclidean) and are ignored by :meth:`SpeakerIndex.predict`.
@@ -63,7 +74,7 @@ __all__ = ["SpeakerIndex", "as_embeddings", "l2_normalize"]
 
 METRICS = ("cosine", "euclidean")
 BACKENDS = ("exact", "faiss")
-FAISS_INDEXES = ("flat", "ivf", "hnsw", "speakers")
+FAISS_INDEXES = ("flat", "ivf", "hnsw", "speakers", "pq")
 _CENTROID_CHUNK = 65536  # gallery rows gathered at a time by SpeakerIndex.centroids
 
 
@@ -122,6 +133,32 @@ def _topk_rows(key: np.ndarray, k: int) -> np.ndarray:
     return part
 
 
+def _rescore(owner: "SpeakerIndex", qr: np.ndarray, rows: np.ndarray, k: int, out_s: np.ndarray,
+             out_i: np.ndarray) -> None:
+    """Score gallery ``rows`` (distinct) exactly against one query ``qr`` and write the best k into
+    ``out_s`` / ``out_i`` (length k, pre-filled with the empty-slot values; unsorted, ties to the
+    lower row): similarities for cosine, squared distances for euclidean, as ``_exact_scores``."""
+    big = rows.size > 2048
+    if big:
+        rows = np.sort(rows)  # _topk_rows sends ties to the lower column = the lower row
+    sc = owner.embeddings_[rows] @ qr
+    if not owner._larger_better:
+        sc = np.maximum(np.dot(qr, qr) - 2.0 * sc + owner._sq_norms[rows], 0.0)  # as _sq_euclidean
+    key = -sc if owner._larger_better else sc
+    if big:
+        top = _topk_rows(key[None], min(k, rows.size))[0]
+    else:  # a few hundred candidates: one full sort, ties to the lower row
+        top = np.lexsort((rows, key))[:k]
+    out_s[: top.size], out_i[: top.size] = sc[top], rows[top]
+
+
+def _exhaustive(owner: "SpeakerIndex", q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The exact backend's top k (unsorted), for indexes whose probe covers the whole gallery."""
+    full = owner._exact_scores(q)
+    i = _topk_rows(-full if owner._larger_better else full, k)
+    return np.take_along_axis(full, i, 1), i
+
+
 class _SpeakerIVF:
     """``faiss_index="speakers"``: HNSW over speaker centroids, then exact scoring of the probed
     speakers' items. ``search`` mirrors FAISS's: (scores, indices), similarities for cosine and squared
@@ -141,29 +178,58 @@ class _SpeakerIVF:
     def search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         owner = self.owner
         larger_better = owner._larger_better
-        if self.exhaustive:  # the exact backend's computation
-            full = owner._exact_scores(q)
-            i = _topk_rows(-full if larger_better else full, k)
-            return np.take_along_axis(full, i, 1), i
+        if self.exhaustive:
+            return _exhaustive(owner, q, k)
         _, spk = self.hnsw.search(q, self.n_probe)
         out_s = np.full((q.shape[0], k), -np.inf if larger_better else np.inf, np.float32)
         out_i = np.full((q.shape[0], k), -1, np.int64)
-        emb, sq_norms, order, offsets = owner.embeddings_, owner._sq_norms, self.order, self.offsets
+        order, offsets = self.order, self.offsets
         for r in range(q.shape[0]):
             rows = np.concatenate([order[offsets[j] : offsets[j + 1]] for j in spk[r].tolist() if j >= 0])
-            big = rows.size > 2048
-            if big:
-                rows = np.sort(rows)  # _topk_rows sends ties to the lower column = the lower row
-            sc = emb[rows] @ q[r]
-            if not larger_better:
-                sc = np.maximum(np.dot(q[r], q[r]) - 2.0 * sc + sq_norms[rows], 0.0)  # as _sq_euclidean
-            key = -sc if larger_better else sc
-            if big:
-                top = _topk_rows(key[None], min(k, rows.size))[0]
-            else:  # a few hundred candidates: one full sort, ties to the lower row
-                top = np.lexsort((rows, key))[:k]
-            out_s[r, : top.size], out_i[r, : top.size] = sc[top], rows[top]
+            _rescore(owner, q[r], rows, k, out_s[r], out_i[r])
         return out_s, out_i
+
+
+class _PQRerank:
+    """``faiss_index="pq"``: a 4-bit product-quantisation fast-scan pass over every item, then exact
+    re-scoring of its ``refine_factor x k`` best candidates. Same ``search`` contract as
+    :class:`_SpeakerIVF`."""
+
+    MIN_ITEMS = 256  # fewer: no codebooks to train, every search is exhaustive
+
+    def __init__(self, owner: "SpeakerIndex", faiss_metric, faiss):
+        self.owner = owner
+        x, d = owner.embeddings_, owner.n_features_in_
+        self.pq = None
+        if x.shape[0] < self.MIN_ITEMS:
+            return
+        m = owner.pq_m if owner.pq_m is not None else max(j for j in range(1, max(1, d // 4) + 1) if d % j == 0)
+        if d % m:
+            raise ValueError(f"pq_m must divide the embedding dimension {d}, got {m}")
+        self.pq = faiss.IndexPQFastScan(d, int(m), 4, faiss_metric)
+        self.pq.train(_train_subset(x, owner.train_size or 65536, owner.seed))
+        self.pq.add(x)
+
+    def search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        owner = self.owner
+        n_cand = min(k * int(owner.refine_factor), owner.embeddings_.shape[0])
+        if self.pq is None or n_cand >= owner.embeddings_.shape[0]:
+            return _exhaustive(owner, q, k)
+        _, cand = self.pq.search(q, n_cand)
+        out_s = np.full((q.shape[0], k), -np.inf if owner._larger_better else np.inf, np.float32)
+        out_i = np.full((q.shape[0], k), -1, np.int64)
+        for r in range(q.shape[0]):
+            rows = cand[r]
+            _rescore(owner, q[r], rows[rows >= 0].astype(np.int64), k, out_s[r], out_i[r])
+        return out_s, out_i
+
+
+def _train_subset(x: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """At most ``size`` rows of ``x``: a seeded random subset (in gallery order) when it is larger."""
+    if x.shape[0] <= size:
+        return x
+    rng = np.random.default_rng(seed)
+    return x[np.sort(rng.choice(x.shape[0], size, replace=False))]
 
 
 class SpeakerIndex(BaseEstimator):
@@ -174,18 +240,24 @@ class SpeakerIndex(BaseEstimator):
     n_neighbors : default k of :meth:`kneighbors` and the vote size of :meth:`predict`.
     metric : ``"cosine"`` (vectors are L2-normalised on ``fit`` and on query) or ``"euclidean"``.
     backend : ``"exact"`` (numpy) or ``"faiss"`` (needs ``pip install 'spkid[faiss]'``).
-    faiss_index : ``"flat"`` | ``"ivf"`` | ``"hnsw"`` | ``"speakers"`` (FAISS backend only).
+    faiss_index : ``"flat"`` | ``"ivf"`` | ``"hnsw"`` | ``"speakers"`` | ``"pq"`` (FAISS backend only).
         ``"speakers"`` searches an HNSW graph of the speaker centroids, then scores every item of
         the ``n_probe_speakers`` nearest speakers exactly (see the module docstring); with one item
-        per label it is HNSW over the items.
+        per label it is HNSW over the items. ``"pq"`` scans 4-bit product-quantisation codes of
+        every item and re-scores the best ``refine_factor x k`` exactly; it needs no structure in
+        the gallery.
     nlist : IVF cells; ``None`` picks ``4 * sqrt(n)`` capped so every cell gets >= 39 training points.
     nprobe : IVF cells visited per query.
-    train_size : IVF k-means training points (a seeded random subset of the gallery); ``None``:
-        ``min(n, 64 * nlist)``.
+    train_size : IVF / PQ k-means training points (a seeded random subset of the gallery); ``None``:
+        ``min(n, 64 * nlist)`` for IVF, ``min(n, 65536)`` for PQ.
     hnsw_m, ef_construction, ef_search : HNSW graph degree and beam widths at build / query time
         (``"hnsw"`` and ``"speakers"``; the latter searches with ``max(ef_search, n_probe_speakers)``).
     n_probe_speakers : speakers whose items are scored per query (``faiss_index="speakers"``); at
         least the number of speakers makes the search exhaustive.
+    pq_m : PQ sub-quantisers (``faiss_index="pq"``), a divisor of the embedding dimension; each
+        item is stored in ``pq_m / 2`` bytes. ``None``: the largest divisor of D up to D / 4.
+    refine_factor : ``faiss_index="pq"`` re-scores ``refine_factor x k`` PQ candidates exactly; at
+        least ``n / k`` makes the search exhaustive.
     batch_size : queries per batch; the exact backend holds ``batch_size x n_gallery`` float32.
     score_mode : how :meth:`scores` rates a speaker: ``"max"`` (best match among the speaker's gallery
         items) or ``"centroid"`` (match to the mean of the speaker's normalised items).
@@ -211,6 +283,8 @@ class SpeakerIndex(BaseEstimator):
         ef_construction: int = 80,
         ef_search: int = 64,
         n_probe_speakers: int = 16,
+        pq_m: int | None = None,
+        refine_factor: int = 500,
         batch_size: int = 1024,
         score_mode: str = "max",
         n_jobs: int | None = None,
@@ -227,6 +301,8 @@ class SpeakerIndex(BaseEstimator):
         self.ef_construction = ef_construction
         self.ef_search = ef_search
         self.n_probe_speakers = n_probe_speakers
+        self.pq_m = pq_m
+        self.refine_factor = refine_factor
         self.batch_size = batch_size
         self.score_mode = score_mode
         self.n_jobs = n_jobs
@@ -243,11 +319,11 @@ class SpeakerIndex(BaseEstimator):
             if getattr(self, name) not in valid:
                 raise ValueError(f"{name} must be one of {valid}, got {getattr(self, name)!r}")
         for name in ("n_neighbors", "nprobe", "hnsw_m", "ef_construction", "ef_search", "n_probe_speakers",
-                     "batch_size"):
+                     "refine_factor", "batch_size"):
             v = getattr(self, name)
             if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
-        for name in ("nlist", "train_size"):
+        for name in ("nlist", "train_size", "pq_m"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1):
                 raise ValueError(f"{name} must be None or a positive int, got {v!r}")
@@ -314,16 +390,13 @@ class SpeakerIndex(BaseEstimator):
             nlist = self._auto_nlist(x.shape[0])
             quantizer = faiss.IndexFlatIP(d) if ip else faiss.IndexFlatL2(d)
             index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss_metric)
-            n_train = max(nlist, self.train_size or 64 * nlist)
-            train = x
-            if x.shape[0] > n_train:  # a reproducible subset keeps k-means affordable
-                rng = np.random.default_rng(self.seed)
-                train = x[np.sort(rng.choice(x.shape[0], n_train, replace=False))]
             index.cp.seed = self.seed
-            index.train(train)
+            index.train(_train_subset(x, max(nlist, self.train_size or 64 * nlist), self.seed))
             index.nprobe = min(self.nprobe, nlist)
         elif self.faiss_index == "speakers":
             return _SpeakerIVF(self, faiss_metric, faiss)
+        elif self.faiss_index == "pq":
+            return _PQRerank(self, faiss_metric, faiss)
         else:
             index = self._hnsw(faiss, faiss_metric)
         index.add(x)
