@@ -152,6 +152,12 @@ def _rescore(owner: "SpeakerIndex", qr: np.ndarray, rows: np.ndarray, k: int, ou
     out_s[: top.size], out_i[: top.size] = sc[top], rows[top]
 
 
+def _no_results(owner: "SpeakerIndex", n_queries: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, indices) of shape (n_queries, k) holding only empty slots, for ``_rescore`` to fill."""
+    return (np.full((n_queries, k), -np.inf if owner._larger_better else np.inf, np.float32),
+            np.full((n_queries, k), -1, np.int64))
+
+
 def _exhaustive(owner: "SpeakerIndex", q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The exact backend's top k (unsorted), for indexes whose probe covers the whole gallery."""
     full = owner._exact_scores(q)
@@ -177,12 +183,10 @@ class _SpeakerIVF:
 
     def search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         owner = self.owner
-        larger_better = owner._larger_better
         if self.exhaustive:
             return _exhaustive(owner, q, k)
         _, spk = self.hnsw.search(q, self.n_probe)
-        out_s = np.full((q.shape[0], k), -np.inf if larger_better else np.inf, np.float32)
-        out_i = np.full((q.shape[0], k), -1, np.int64)
+        out_s, out_i = _no_results(owner, q.shape[0], k)
         order, offsets = self.order, self.offsets
         for r in range(q.shape[0]):
             rows = np.concatenate([order[offsets[j] : offsets[j + 1]] for j in spk[r].tolist() if j >= 0])
@@ -201,11 +205,11 @@ class _PQRerank:
         self.owner = owner
         x, d = owner.embeddings_, owner.n_features_in_
         self.pq = None
-        if x.shape[0] < self.MIN_ITEMS:
-            return
         m = owner.pq_m if owner.pq_m is not None else max(j for j in range(1, max(1, d // 4) + 1) if d % j == 0)
         if d % m:
             raise ValueError(f"pq_m must divide the embedding dimension {d}, got {m}")
+        if x.shape[0] < self.MIN_ITEMS:
+            return
         self.pq = faiss.IndexPQFastScan(d, int(m), 4, faiss_metric)
         self.pq.train(_train_subset(x, owner.train_size or 65536, owner.seed))
         self.pq.add(x)
@@ -216,11 +220,9 @@ class _PQRerank:
         if self.pq is None or n_cand >= owner.embeddings_.shape[0]:
             return _exhaustive(owner, q, k)
         _, cand = self.pq.search(q, n_cand)
-        out_s = np.full((q.shape[0], k), -np.inf if owner._larger_better else np.inf, np.float32)
-        out_i = np.full((q.shape[0], k), -1, np.int64)
+        out_s, out_i = _no_results(owner, q.shape[0], k)
         for r in range(q.shape[0]):
-            rows = cand[r]
-            _rescore(owner, q[r], rows[rows >= 0].astype(np.int64), k, out_s[r], out_i[r])
+            _rescore(owner, q[r], cand[r][cand[r] >= 0], k, out_s[r], out_i[r])
         return out_s, out_i
 
 

@@ -399,8 +399,9 @@ def test_pq_recall_on_unstructured_gallery(rng, metric):
 @needs_faiss
 def test_pq_params(data):
     x, y, _ = data
-    with pytest.raises(ValueError, match="pq_m must divide the embedding dimension 16, got 5"):
-        _pq(pq_m=5).fit(x, y)
+    for n in (400, 100):  # checked for small galleries too, which are searched exhaustively
+        with pytest.raises(ValueError, match="pq_m must divide the embedding dimension 16, got 5"):
+            _pq(pq_m=5).fit(x[:n], y[:n])
     for name, bad in (("refine_factor", 0), ("refine_factor", None), ("pq_m", 0), ("pq_m", 2.0)):
         with pytest.raises(ValueError, match=name):
             _pq(**{name: bad}).fit(x, y)
