@@ -139,10 +139,14 @@ class Plateau:
 
     def lr_at(self, config: TrainConfig, epoch: int) -> float:
         """Learning rate of 0-based ``epoch`` under ``config.lr_schedule`` (this plateau's for
-        ``"plateau"``)."""
+        ``"plateau"``), ramped up over ``config.warmup_epochs``."""
         if config.lr_schedule == "cosine":
-            return config.min_lr + 0.5 * (config.lr - config.min_lr) * (1.0 + math.cos(math.pi * epoch / config.epochs))
-        return self.lr
+            lr = config.min_lr + 0.5 * (config.lr - config.min_lr) * (1.0 + math.cos(math.pi * epoch / config.epochs))
+        else:
+            lr = self.lr
+        if epoch < config.warmup_epochs:
+            lr *= (epoch + 1) / (config.warmup_epochs + 1)
+        return lr
 
     @classmethod
     def from_dict(cls, d: dict) -> "Plateau":

@@ -145,6 +145,27 @@ def test_cosine_schedule_in_history_and_resume(tmp_path):
     assert [h["lr"] for h in resumed][2:] == pytest.approx(expect[2:])
 
 
+@pytest.mark.parametrize("schedule", ["plateau", "cosine"])
+def test_warmup_ramps_the_schedule_and_resumes(tmp_path, schedule):
+    """warmup_epochs=W: epoch e < W trains at (e + 1) / (W + 1) of the schedule's rate, then the schedule
+    itself; a run resumed inside the ramp continues it."""
+    base = tiny_config(epochs=5, lr=1e-2, min_lr=1e-4, lr_schedule=schedule, plateau_patience=100)
+    plain = [h["lr"] for h in run_training(NumpyAdapter(), base, blobs(), None, tmp_path / "a", progress=False)]
+    cfg = dataclasses.replace(base, warmup_epochs=3)
+    hist = run_training(NumpyAdapter(), cfg, blobs(), None, tmp_path / "w", progress=False)
+    expect = [lr * ((e + 1) / 4 if e < 3 else 1.0) for e, lr in enumerate(plain)]
+    assert [h["lr"] for h in hist] == pytest.approx(expect)
+    assert hist[0]["lr"] == pytest.approx(plain[0] / 4) and hist[3]["lr"] == pytest.approx(plain[3])
+    run_training(NumpyAdapter(), dataclasses.replace(cfg, epochs=2), blobs(), None, tmp_path / "r", progress=False)
+    resumed = run_training(NumpyAdapter(), cfg, blobs(), None, tmp_path / "r", resume=True, progress=False)
+    assert [h["lr"] for h in resumed][2:] == pytest.approx(expect[2:])  # (cosine's first two had epochs=2)
+
+
+def test_warmup_epochs_is_validated():
+    with pytest.raises(ConfigError, match="warmup_epochs must be >= 0"):
+        tiny_config(warmup_epochs=-1)
+
+
 def test_callback_can_stop_training(tmp_path):
     hist = _fit(tmp_path, "s", 5, callbacks=[lambda row: row["epoch"] >= 2])
     assert len(hist) == 2
