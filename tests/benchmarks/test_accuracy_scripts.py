@@ -1,0 +1,70 @@
+"""benchmarks/accuracy.py and benchmarks/gallery_accuracy.py end to end, on three real libri251 files.
+
+A two-member torch ensemble trains for one epoch (the protocol on a symlinked three-speaker subset);
+the gallery script then loads both members. Its classifier-head figure averages the members' posteriors
+on the same test segments, so it must equal ``accuracy.py``'s ensemble top-1 exactly: a check that the
+two scripts share the protocol and the ensemble rule, not a claim about accuracy (that is the README's,
+from the full runs).
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+
+REPO = Path(__file__).resolve().parents[2]
+LAST_LINE = {
+    "accuracy": re.compile(r"top1=(\d+\.\d\d) top5=(\d+\.\d\d)"),
+    "gallery": re.compile(r"gallery_top1=(\d+\.\d\d) head_top1=(\d+\.\d\d)"),
+}
+
+
+def _run(script: str, *args) -> list[str]:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *map(str, args)],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout.strip().splitlines()
+
+
+def test_ensemble_accuracy_and_gallery_agree(libri_dir: Path, tmp_path: Path):
+    data = tmp_path / "data"
+    (data / "librispeech-251").mkdir(parents=True)
+    for src in sorted(libri_dir.glob("*.flac"))[:3]:  # three speakers, linked (never copied)
+        (data / "librispeech-251" / src.name).symlink_to(src)
+    out = tmp_path / "runs"
+    lines = _run("accuracy.py", "--protocol", "libri251", "--backend", "torch", "--epochs", "1",
+                 "--ensemble", "2", "--data", data, "--out", out)
+    assert lines[0].startswith("libri251: 3 train / 3 val / "), lines[0]
+    assert sum(line.startswith("member seed=") for line in lines) == 2
+    assert lines[-2] == "ensemble of 2 (averaged posteriors):"
+    ens_top1, _ = LAST_LINE["accuracy"].fullmatch(lines[-1]).groups()
+
+    lines = _run("gallery_accuracy.py", "--model", out / "seed-0", out / "seed-1", "--data", data)
+    assert any("ensemble of 2 (averaged scores)" in line for line in lines), lines
+    gallery_top1, head_top1 = LAST_LINE["gallery"].fullmatch(lines[-1]).groups()
+    assert head_top1 == ens_top1
+    assert 0.0 <= float(gallery_top1) <= 100.0
+
+
+def test_gallery_rejects_members_with_other_features(libri_dir: Path, tmp_path: Path):
+    data = tmp_path / "data"
+    (data / "librispeech-251").mkdir(parents=True)
+    for src in sorted(libri_dir.glob("*.flac"))[:2]:
+        (data / "librispeech-251" / src.name).symlink_to(src)
+    runs = {}
+    for norm in ("mean", "none"):
+        runs[norm] = tmp_path / norm
+        _run("accuracy.py", "--protocol", "libri251", "--backend", "torch", "--epochs", "1", "--data", data,
+             "--out", runs[norm], "--normalize", norm)
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gallery_accuracy.py"), "--model",
+                           str(runs["mean"]), str(runs["none"]), "--data", str(data)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2
+    assert f"{runs['none']}: its features" in proc.stderr
