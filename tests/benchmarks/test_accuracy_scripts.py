@@ -25,28 +25,36 @@ LAST_LINE = {
 }
 
 
-def _run(script: str, *args) -> list[str]:
+def _run(script: str, *args, returncode: int = 0) -> subprocess.CompletedProcess:
+    """``python benchmarks/SCRIPT ARGS`` (single-threaded), checked to exit with ``returncode``."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *map(str, args)],
                           capture_output=True, text=True, env=env, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stdout.strip().splitlines()
+    assert proc.returncode == returncode, proc.stderr[-3000:]
+    return proc
+
+
+def _libri_subset(libri_dir: Path, tmp_path: Path, n: int) -> Path:
+    """A ``--data`` root whose librispeech-251 holds the first ``n`` files (n speakers), linked, never copied."""
+    data = tmp_path / "data"
+    (data / "librispeech-251").mkdir(parents=True)
+    for src in sorted(libri_dir.glob("*.flac"))[:n]:
+        (data / "librispeech-251" / src.name).symlink_to(src)
+    return data
 
 
 def test_ensemble_accuracy_and_gallery_agree(libri_dir: Path, tmp_path: Path):
-    data = tmp_path / "data"
-    (data / "librispeech-251").mkdir(parents=True)
-    for src in sorted(libri_dir.glob("*.flac"))[:3]:  # three speakers, linked (never copied)
-        (data / "librispeech-251" / src.name).symlink_to(src)
+    data = _libri_subset(libri_dir, tmp_path, 3)
     out = tmp_path / "runs"
     lines = _run("accuracy.py", "--protocol", "libri251", "--backend", "torch", "--epochs", "1",
-                 "--ensemble", "2", "--data", data, "--out", out)
+                 "--ensemble", "2", "--data", data, "--out", out).stdout.strip().splitlines()
     assert lines[0].startswith("libri251: 3 train / 3 val / "), lines[0]
     assert sum(line.startswith("member seed=") for line in lines) == 2
     assert lines[-2] == "ensemble of 2 (averaged posteriors):"
     ens_top1, _ = LAST_LINE["accuracy"].fullmatch(lines[-1]).groups()
 
-    lines = _run("gallery_accuracy.py", "--model", out / "seed-0", out / "seed-1", "--data", data)
+    lines = _run("gallery_accuracy.py", "--model", out / "seed-0", out / "seed-1",
+                 "--data", data).stdout.strip().splitlines()
     assert any("ensemble of 2 (averaged scores)" in line for line in lines), lines
     gallery_top1, head_top1 = LAST_LINE["gallery"].fullmatch(lines[-1]).groups()
     assert head_top1 == ens_top1
@@ -54,17 +62,11 @@ def test_ensemble_accuracy_and_gallery_agree(libri_dir: Path, tmp_path: Path):
 
 
 def test_gallery_rejects_members_with_other_features(libri_dir: Path, tmp_path: Path):
-    data = tmp_path / "data"
-    (data / "librispeech-251").mkdir(parents=True)
-    for src in sorted(libri_dir.glob("*.flac"))[:2]:
-        (data / "librispeech-251" / src.name).symlink_to(src)
+    data = _libri_subset(libri_dir, tmp_path, 2)
     runs = {}
     for norm in ("mean", "none"):
         runs[norm] = tmp_path / norm
         _run("accuracy.py", "--protocol", "libri251", "--backend", "torch", "--epochs", "1", "--data", data,
              "--out", runs[norm], "--normalize", norm)
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gallery_accuracy.py"), "--model",
-                           str(runs["mean"]), str(runs["none"]), "--data", str(data)],
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 2
+    proc = _run("gallery_accuracy.py", "--model", runs["mean"], runs["none"], "--data", data, returncode=2)
     assert f"{runs['none']}: its features" in proc.stderr
