@@ -38,13 +38,15 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from spkid.audio import load_audio  # noqa: E402
+from spkid.audio.io import load_audio  # noqa: E402
 from spkid.backends import get_backend  # noqa: E402
-from spkid.config import FeatureConfig, TrainConfig, load_yaml_config  # noqa: E402
-from spkid.features import fbank_from_config  # noqa: E402
-from spkid.inference import average_posteriors, predict  # noqa: E402
-from spkid.sampling import FeatureSet, add_noise, split_holdout  # noqa: E402
-from spkid.training import classification_report  # noqa: E402
+from spkid.features.config import FeatureConfig  # noqa: E402
+from spkid.training.config import TrainConfig
+from spkid._strict import load_yaml_config
+from spkid.features.api import fbank_from_config  # noqa: E402
+from spkid.training.evaluation import average_posteriors, predict  # noqa: E402
+from spkid.data.sampler import FeatureSet, add_noise, split_holdout  # noqa: E402
+from spkid.training.evaluation import classification_report  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
 

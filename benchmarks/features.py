@@ -31,7 +31,7 @@ SR, N_FFT, N_MELS, WIN, HOP = 16000, 512, 40, 400, 160
 
 
 def spkid_fbank(y):
-    from spkid.features import fbank
+    from spkid.features.api import fbank
 
     return fbank(y, SR, n_mels=N_MELS, n_fft=N_FFT)
 
@@ -90,7 +90,7 @@ def main(argv=None) -> int:
 
     from tqdm import tqdm
 
-    from spkid.audio import load_audio
+    from spkid.audio.io import load_audio
 
     files = sorted(p for p in Path(args.data).iterdir() if p.suffix in (".flac", ".wav"))
     if args.limit:

@@ -6,7 +6,7 @@
 
 The libri251 protocol and its data code are :func:`benchmarks.accuracy.libri_sets` (../shared/data/README.md):
 the first 70% of each of the 251 files is training audio, the last 30% gives the 251 test segments. Each
-speaker is enrolled in a :class:`spkid.gallery.Gallery` from its whole training part (the validation tail
+speaker is enrolled in a :class:`spkid.search.gallery.Gallery` from its whole training part (the validation tail
 that ``accuracy.py`` holds out included), as consecutive non-overlapping ``--window``-second windows of its
 features (the last, shorter piece too when at least half a window long), and each test segment is
 identified by cosine similarity to the speakers' centroids. Printed: gallery top-1 / top-5 with window
@@ -30,8 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from accuracy import DATA, FEATURES, libri_sets  # noqa: E402  (puts the repo on sys.path too)
 
-from spkid.gallery import Gallery  # noqa: E402
-from spkid.inference import average_posteriors, load_embedder  # noqa: E402
+from spkid.search.gallery import Gallery  # noqa: E402
+from spkid.training.evaluation import average_posteriors  # noqa: E402
+from spkid.inference.embedder import load_embedder
 from spkid.metrics import compute_eer, topk_accuracy  # noqa: E402
 
 

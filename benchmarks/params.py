@@ -21,7 +21,7 @@ def main(argv=None) -> None:
 
     import spkid_keras
     import spkid_torch
-    from spkid.specs import MODEL_NAMES, attention_input_dim, model_spec, output_frames
+    from spkid.models.specs import MODEL_NAMES, attention_input_dim, model_spec, output_frames
 
     print(f"n_classes={args.n_classes}, input {args.frames} x n_mels\n")
     print("| model | backend | trainable | total | H (T' x u) |")

@@ -39,7 +39,7 @@ import time
 
 import numpy as np
 
-from spkid.search import SpeakerIndex, l2_normalize
+from spkid.search.index import SpeakerIndex, l2_normalize
 
 GOAL_MS, GOAL_RECALL = 5.0, 0.95
 

@@ -24,8 +24,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from spkid.gallery import Gallery  # noqa: E402
-from spkid.serve.client import Client  # noqa: E402
+from spkid.search.gallery import Gallery  # noqa: E402
+from spkid.app.serve.client import Client  # noqa: E402
 from tests.export_support import FSDD_SPEAKERS, fsdd_files, fsdd_onnx_model, start_server  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "fsdd"

@@ -41,7 +41,7 @@ def _table(title: str, header: list[str], rows: list[list]) -> None:
 
 
 def _manifest(n: int | None = None, corpus: str = "fsdd"):
-    from spkid.splits import Manifest, load_dataset
+    from spkid.data.splits import Manifest, load_dataset
 
     m = load_dataset(DATA / corpus, pattern="fsdd" if corpus == "fsdd" else "librispeech")
     utts = m.utterances if n is None else m.utterances[:n]
@@ -55,14 +55,14 @@ def _audio_seconds(manifest) -> float:
 
 
 def _config(corpus: str):
-    from spkid.config import FeatureConfig
+    from spkid.features.config import FeatureConfig
 
     return FeatureConfig(sr=8000) if corpus == "fsdd" else FeatureConfig()
 
 
 # ------------------------------------------------------------------------------------------ features
 def features(args) -> None:
-    from spkid.cache import build_cache
+    from spkid.data.cache import build_cache
 
     rows = []
     for corpus, n in (("fsdd", args.utterances), ("librispeech-251", None)):
@@ -92,8 +92,8 @@ def pack_memmap(features: list, path: Path) -> None:
 
 
 def cache(args) -> None:
-    from spkid.cache import FeatureCache, build_cache
-    from spkid.features import extract_features
+    from spkid.data.cache import FeatureCache, build_cache
+    from spkid.features.api import extract_features
 
     rows = []
     for corpus, n in (("fsdd", args.utterances), ("librispeech-251", None)):
@@ -130,9 +130,9 @@ def cache(args) -> None:
 # --------------------------------------------------------------------------------------------- train
 def _train_one(backend: str, model: str, steps: int, warmup: int, batch: int, frames: int) -> dict:
     """samples/s and data-wait of ``steps`` optimizer steps (after ``warmup``) through the backend adapter."""
-    from spkid.config import TrainConfig
-    from spkid.sampling import FeatureSet, TrainSampler
-    from spkid.training import resolve_spec
+    from spkid.training.config import TrainConfig
+    from spkid.data.sampler import FeatureSet, TrainSampler
+    from spkid.training.loop import resolve_spec
 
     rng = np.random.default_rng(0)
     n_classes = 40
@@ -183,8 +183,8 @@ def train(args) -> None:
 
 # --------------------------------------------------------------------------------------------- infer
 def _infer_one(backend: str, model: str, n: int) -> float:
-    from spkid.config import TrainConfig
-    from spkid.training import resolve_spec
+    from spkid.training.config import TrainConfig
+    from spkid.training.loop import resolve_spec
 
     spec = resolve_spec(TrainConfig(model=model), 40)
     x = [np.random.default_rng(i).normal(size=(300, 40)).astype(np.float32) for i in range(n)]
@@ -219,8 +219,8 @@ def infer(args) -> None:
 
 # ------------------------------------------------------------------------------------------- scaling
 def scaling(args) -> None:
-    from spkid.cache import FeatureCache, build_cache
-    from spkid.search import SpeakerIndex
+    from spkid.data.cache import FeatureCache, build_cache
+    from spkid.search.index import SpeakerIndex
 
     rows, fits = [], {}
     for n in args.points:

@@ -12,12 +12,12 @@ from pathlib import Path
 
 def add_training_arguments(parser: argparse.ArgumentParser, out_default: str) -> None:
     """Options shared by the training examples (defaults: the paper's recipe, full-size model)."""
-    from spkid.specs import MODEL_NAMES
+    from spkid.models.specs import MODEL_NAMES
 
     parser.add_argument("--out", default=out_default, help=f"output folder (default {out_default})")
     parser.add_argument("--backend", choices=["torch", "keras"], default="torch")
     parser.add_argument("--model", choices=list(MODEL_NAMES), default="vgg_attention")
-    parser.add_argument("--tiny", action="store_true", help="tiny model (spkid.specs.TINY_OVERRIDES), for smoke tests")
+    parser.add_argument("--tiny", action="store_true", help="tiny model (spkid.models.specs.TINY_OVERRIDES), for smoke tests")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-4)
@@ -30,11 +30,12 @@ def add_training_arguments(parser: argparse.ArgumentParser, out_default: str) ->
 def prepare_and_train(manifest, args: argparse.Namespace) -> dict:
     """Cache the features of ``manifest`` under ``OUT/cache``, train into ``OUT/run``, evaluate on test."""
     from spkid.backends import get_backend
-    from spkid.cache import build_cache
-    from spkid.sampling import cache_feature_sets
-    from spkid.config import FeatureConfig, TrainConfig
-    from spkid.specs import TINY_OVERRIDES
-    from spkid.splits import write_manifest
+    from spkid.data.cache import build_cache
+    from spkid.data.sampler import cache_feature_sets
+    from spkid.features.config import FeatureConfig
+    from spkid.training.config import TrainConfig
+    from spkid.models.specs import TINY_OVERRIDES
+    from spkid.data.splits import write_manifest
 
     t0 = time.perf_counter()
     out = Path(args.out)

@@ -1,6 +1,6 @@
 """Who in a gallery sounds most like this clip? The closest speakers and their closest utterances.
 
-The gallery is a saved ``spkid.gallery.Gallery`` (``--gallery NAME.json``, e.g. from ``spkid demo``) or is
+The gallery is a saved ``spkid.search.gallery.Gallery`` (``--gallery NAME.json``, e.g. from ``spkid demo``) or is
 built from the per-utterance embeddings written by ``extract_embeds.py`` (``--embeddings FILE.npz``;
 ``--save-gallery`` keeps it). Each clip is featurised with the checkpoint's settings, embedded, and ranked
 against every speaker's centroid by cosine similarity.
@@ -25,8 +25,8 @@ def main(argv=None) -> int:
 
     import numpy as np
 
-    from spkid.gallery import Gallery
-    from spkid.inference import embed_files, load_embedder
+    from spkid.search.gallery import Gallery
+    from spkid.inference.embedder import embed_files, load_embedder
 
     embedder = load_embedder(args.checkpoint)
     if args.gallery:

@@ -1,7 +1,7 @@
 """Speaker embeddings of a data set from a trained checkpoint, saved as a ``.npz``.
 
 The data come from a feature cache (``spkid prepare`` / the training examples) or a dataset folder
-(any layout ``spkid.splits.load_dataset`` detects; audio is loaded and featurised with the checkpoint's
+(any layout ``spkid.data.splits.load_dataset`` detects; audio is loaded and featurised with the checkpoint's
 own feature settings). The ``.npz`` holds ``embeddings`` (N, E) float32, ``ids`` (N,) utterance paths and
 ``speakers`` (N,) their speakers -- the input of ``closest_celeb.py --embeddings``.
 
@@ -25,15 +25,15 @@ def main(argv=None) -> int:
 
     import numpy as np
 
-    from spkid.inference import embed_files, load_embedder
-    from spkid.training import atomic_write
+    from spkid.inference.embedder import embed_files, load_embedder
+    from spkid.fileio import atomic_write
 
     embedder = load_embedder(args.checkpoint)
     print(f"loaded {embedder.backend} {embedder.model_name} ({len(embedder.speakers)} training speakers) "
           f"from {args.checkpoint}")
     split = None if args.split == "all" else args.split
     if args.cache:
-        from spkid.cache import FeatureCache
+        from spkid.data.cache import FeatureCache
 
         cache = FeatureCache(args.cache, config=embedder.feature_config)  # refuses other feature settings
         utts = cache.utterances(split)
@@ -41,7 +41,7 @@ def main(argv=None) -> int:
         vectors = embedder.embed([cache.load(u) for u in utts])
         ids, speakers = [u.path for u in utts], [u.speaker for u in utts]
     else:
-        from spkid.splits import load_dataset
+        from spkid.data.splits import load_dataset
 
         manifest = load_dataset(args.data)
         utts = [u for u in manifest if split is None or u.split == split]

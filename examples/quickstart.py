@@ -24,16 +24,17 @@ def main(argv=None) -> int:
 
     import numpy as np
 
-    from spkid import plots
-    from spkid.cache import build_cache
-    from spkid.commands.demo import DEMO_OVERRIDES, DEMO_TRAINING
-    from spkid.sampling import cache_feature_sets
-    from spkid.config import FeatureConfig, TrainConfig
-    from spkid.gallery import Gallery
-    from spkid.inference import load_embedder
-    from spkid.specs import TINY_OVERRIDES
-    from spkid.splits import load_dataset
-    from spkid.synthetic import make_corpus
+    from spkid.app import plots
+    from spkid.data.cache import build_cache
+    from spkid.app.commands.demo import DEMO_OVERRIDES, DEMO_TRAINING
+    from spkid.data.sampler import cache_feature_sets
+    from spkid.features.config import FeatureConfig
+    from spkid.training.config import TrainConfig
+    from spkid.search.gallery import Gallery
+    from spkid.inference.embedder import load_embedder
+    from spkid.models.specs import TINY_OVERRIDES
+    from spkid.data.splits import load_dataset
+    from spkid.data.synthetic import make_corpus
 
     print("1. a synthetic corpus: one folder of 16 kHz WAVs per speaker")
     make_corpus(out / "corpus", n_speakers=args.speakers, utterances_per_speaker=args.utterances)

@@ -2,61 +2,51 @@
 
 The core package is framework-free (numpy, scipy, soundfile, librosa, scikit-learn): it never imports
 tensorflow, keras or torch. The two backends, ``spkid_torch`` and ``spkid_keras``, build the same
-architectures from the specs in :mod:`spkid.specs`.
+architectures from the specs in :mod:`spkid.models.specs`.
 
 Public names are imported lazily so that ``import spkid`` stays cheap.
 """
 from __future__ import annotations
 
-from ._lazy import lazy_exports
-from .errors import (
-    AudioError,
-    BackendError,
-    CacheError,
-    CheckpointError,
-    ConfigError,
-    FeatureError,
-    GalleryError,
-    SpkidError,
-    SplitError,
-)
+from spkid._lazy import lazy_exports
+from spkid.errors import AudioError, BackendError, CacheError, CheckpointError, ConfigError, FeatureError, GalleryError, SpkidError, SplitError
 
 __version__ = "0.1.0"
 
 # public name -> submodule that defines it
 _LAZY = {
-    "FeatureConfig": "config",
-    "StrictConfig": "config",
-    "ModelSpec": "specs",
-    "model_spec": "specs",
-    "MODEL_NAMES": "specs",
-    "load_audio": "audio",
-    "fbank": "features",
-    "mfcc": "features",
-    "fbank_batch": "features",
-    "extract_features": "features",
-    "fbank_from_config": "features",
-    "load_audio_with_rate": "audio",
-    "Utterance": "splits",
-    "Manifest": "splits",
-    "LabelMap": "splits",
-    "load_dataset": "splits",
-    "read_manifest": "splits",
-    "write_manifest": "splits",
-    "FeatureCache": "cache",
-    "build_cache": "cache",
-    "load_entry": "cache",
-    "SpeakerIndex": "search",
-    "Gallery": "gallery",
+    "FeatureConfig": "features.config",
+    "StrictConfig": "_strict",
+    "ModelSpec": "models.specs",
+    "model_spec": "models.specs",
+    "MODEL_NAMES": "models.specs",
+    "load_audio": "audio.io",
+    "fbank": "features.api",
+    "mfcc": "features.api",
+    "fbank_batch": "features.api",
+    "extract_features": "features.api",
+    "fbank_from_config": "features.api",
+    "load_audio_with_rate": "audio.io",
+    "Utterance": "data.splits",
+    "Manifest": "data.splits",
+    "LabelMap": "data.splits",
+    "load_dataset": "data.splits",
+    "read_manifest": "data.splits",
+    "write_manifest": "data.splits",
+    "FeatureCache": "data.cache",
+    "build_cache": "data.cache",
+    "load_entry": "data.cache",
+    "SpeakerIndex": "search.index",
+    "Gallery": "search.gallery",
     "compute_eer": "metrics",
     "topk_accuracy": "metrics",
-    "export_model": "export",
-    "OnnxEmbedder": "export",
-    "open_embedder": "export",
-    "TrainConfig": "config",
-    "FeatureSet": "sampling",
-    "load_embedder": "inference",
-    "embed_files": "inference",
+    "export_model": "inference.export",
+    "OnnxEmbedder": "inference.export",
+    "open_embedder": "inference.export",
+    "TrainConfig": "training.config",
+    "FeatureSet": "data.sampler",
+    "load_embedder": "inference.embedder",
+    "embed_files": "inference.embedder",
 }
 
 __all__ = [

@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from .errors import BackendError
+from spkid.errors import BackendError
 
 BACKENDS = {"torch": "spkid_torch", "keras": "spkid_keras"}
 

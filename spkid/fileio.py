@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from .errors import SpkidError
+from spkid.errors import SpkidError
 
 __all__ = [
     "atomic_write",

@@ -1,4 +1,4 @@
-"""Keras data pipeline over :class:`spkid.sampling.TrainSampler` (same crops as the torch backend).
+"""Keras data pipeline over :class:`spkid.data.sampler.TrainSampler` (same crops as the torch backend).
 
 :class:`EpochBatches` is a ``keras.utils.PyDataset`` whose item ``i`` is batch ``i`` of an epoch, built
 from ``(seed, epoch, i)`` alone; :func:`iterate` walks it in order with an optional bounded thread
@@ -13,7 +13,7 @@ from typing import Iterator
 import keras
 import numpy as np
 
-from spkid.sampling import TrainSampler
+from spkid.data.sampler import TrainSampler
 
 __all__ = ["EpochBatches", "iterate"]
 

@@ -1,4 +1,4 @@
-"""Keras data-parallel training with ``tf.distribute`` (rules in :mod:`spkid.distributed`).
+"""Keras data-parallel training with ``tf.distribute`` (rules in :mod:`spkid.training.distributed`).
 
 ``TrainConfig(devices="N")`` trains under ``tf.distribute.MirroredStrategy`` on N local GPUs (or N
 logical CPU devices when fewer GPUs are visible: the CPU is split if TensorFlow has not started yet), the same model code and the same custom training
@@ -19,7 +19,7 @@ import os
 
 import keras
 
-from spkid.distributed import device_count
+from spkid.training.distributed import device_count
 from spkid.errors import ConfigError
 
 __all__ = ["strategy_for", "is_main", "sync_batchnorm"]

@@ -7,7 +7,7 @@ learning rate set every step from :class:`spkid.training.Plateau`. The step is a
 validation, checkpoints and history are shared with torch in :func:`spkid.training.run_training`.
 
 Data-parallel training (``devices="N"``: ``tf.distribute.MirroredStrategy``; ``TF_CONFIG``: multi-worker)
-and ``grad_accumulation`` follow :mod:`spkid.distributed` with :mod:`spkid_keras.distributed`; one
+and ``grad_accumulation`` follow :mod:`spkid.training.distributed` with :mod:`spkid_keras.distributed`; one
 device runs the same step under TensorFlow's default strategy.
 
 Checkpoint state files are ``.npz`` (no pickle): every model variable and optimizer variable, in order,
@@ -24,13 +24,14 @@ from typing import Callable, Sequence
 import keras
 import numpy as np
 
-from spkid.config import TrainConfig
-from spkid.distributed import micro_batches
+from spkid.training.config import TrainConfig
+from spkid.training.distributed import micro_batches
 from spkid.errors import BackendError, CheckpointError
-from spkid.inference import embed_with, evaluate_with
-from spkid.sampling import FeatureSet, TrainSampler
-from spkid.specs import ModelSpec, model_spec
-from spkid.training import check_compatible, check_model, read_checkpoint, run_training
+from spkid.inference.embedder import embed_with, evaluate_with
+from spkid.data.sampler import FeatureSet, TrainSampler
+from spkid.models.specs import ModelSpec, model_spec
+from spkid.training.checkpoints import check_compatible, read_checkpoint
+from spkid.training.loop import check_model, run_training
 
 from . import distributed
 from .data import EpochBatches, iterate
@@ -176,7 +177,7 @@ class KerasAdapter:
 
     def train_step(self, x, y, lr: float) -> dict:
         """One optimizer step on the global batch ``(x, y)``; replica ``r`` gets its micro-batches
-        (:func:`spkid.distributed.micro_batches`). Returns the global batch's mean statistics."""
+        (:func:`spkid.training.distributed.micro_batches`). Returns the global batch's mean statistics."""
         tf, n = self.tf, len(y)
 
         def pieces(ctx):

@@ -1,4 +1,4 @@
-"""PyTorch data pipeline over :class:`spkid.sampling.TrainSampler` (same crops as the keras backend).
+"""PyTorch data pipeline over :class:`spkid.data.sampler.TrainSampler` (same crops as the keras backend).
 
 Each Dataset item is a whole batch, built from ``(seed, epoch, batch index)`` alone, so DataLoader
 workers can build batches in parallel and in any order without changing the result.
@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from spkid.sampling import TrainSampler
+from spkid.data.sampler import TrainSampler
 
 __all__ = ["EpochBatches", "train_loader"]
 

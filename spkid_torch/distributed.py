@@ -1,9 +1,9 @@
-"""PyTorch data-parallel training: ``torchrun`` + ``DistributedDataParallel`` (rules in :mod:`spkid.distributed`).
+"""PyTorch data-parallel training: ``torchrun`` + ``DistributedDataParallel`` (rules in :mod:`spkid.training.distributed`).
 
 Run on one machine with N processes (one per GPU, or N CPU processes with the gloo backend)::
 
     torchrun --standalone --nproc_per_node 4 -m spkid train --backend torch --cache CACHE --out RUN
-    spkid train --backend torch --devices 4 --cache CACHE --out RUN      # spkid.distributed.launch_torchrun
+    spkid train --backend torch --devices 4 --cache CACHE --out RUN      # spkid.training.distributed.launch_torchrun
 
 and on several machines with torchrun's usual ``--nnodes/--node_rank/--rdzv_endpoint`` flags. Each
 process reads ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` from the environment torchrun sets; the process

@@ -2,7 +2,7 @@
 
 Both formats trace :class:`ExportWrapper` -- ``(features (B, T, n_mels) float32, lengths (B,) int64) ->
 (logits (B, C), embedding (B, E), attention (B, hops, T'))`` -- with the **batch and time axes dynamic**:
-the masking / valid-length arithmetic of the models (``spkid.specs.conv_output_length``, ``arange(T) <
+the masking / valid-length arithmetic of the models (``spkid.models.specs.conv_output_length``, ``arange(T) <
 lengths``) is traced as shape operations, so one file serves any clip length (tests check 3 lengths, up
 to 1000 frames, against the eager model).
 

@@ -6,7 +6,7 @@ optimizers), learning rate driven by :class:`spkid.training.Plateau`. The epoch 
 checkpoints and history are shared with the keras backend in :func:`spkid.training.run_training`.
 
 Data-parallel training (``torchrun``, ``devices="N"``, ``grad_accumulation``, AMP) follows
-:mod:`spkid.distributed` with :mod:`spkid_torch.distributed`.
+:mod:`spkid.training.distributed` with :mod:`spkid_torch.distributed`.
 
 Checkpoint state files are ``torch.save`` dicts of tensors (weights, optimizer state, RNG state), read
 back with ``torch.load(..., weights_only=True)``.
@@ -24,13 +24,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from spkid.config import TrainConfig
-from spkid.distributed import micro_batches
+from spkid.training.config import TrainConfig
+from spkid.training.distributed import micro_batches
 from spkid.errors import CheckpointError
-from spkid.inference import embed_with, evaluate_with
-from spkid.sampling import FeatureSet, TrainSampler
-from spkid.specs import ModelSpec, model_spec
-from spkid.training import check_compatible, check_model, read_checkpoint, run_training
+from spkid.inference.embedder import embed_with, evaluate_with
+from spkid.data.sampler import FeatureSet, TrainSampler
+from spkid.models.specs import ModelSpec, model_spec
+from spkid.training.checkpoints import check_compatible, read_checkpoint
+from spkid.training.loop import check_model, run_training
 
 from . import distributed
 from .data import train_loader
@@ -91,7 +92,7 @@ class TorchAdapter:
 
     def train_step(self, x, y, lr: float) -> dict:
         """One optimizer step on the global batch ``(x, y)``; this rank computes its micro-batches
-        (:func:`spkid.distributed.micro_batches`). Returns the global batch's mean statistics."""
+        (:func:`spkid.training.distributed.micro_batches`). Returns the global batch's mean statistics."""
         c = self.config
         self.model.train()
         for group in self.opt.param_groups:

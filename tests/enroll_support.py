@@ -12,11 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from spkid.cli import main
-from spkid.config import FeatureConfig, TrainConfig
-from spkid.features import extract_features
-from spkid.sampling import FeatureSet
-from spkid.specs import TINY_OVERRIDES
+from spkid.app.cli import main
+from spkid.features.config import FeatureConfig
+from spkid.training.config import TrainConfig
+from spkid.features.api import extract_features
+from spkid.data.sampler import FeatureSet
+from spkid.models.specs import TINY_OVERRIDES
 from tests.export_support import FSDD_SPEAKERS, fsdd_files
 
 FEATURES = FeatureConfig(sr=8000, n_mels=40)

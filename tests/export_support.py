@@ -6,9 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from spkid.config import FeatureConfig, TrainConfig
-from spkid.sampling import FeatureSet
-from spkid.specs import TINY_OVERRIDES
+from spkid.features.config import FeatureConfig
+from spkid.training.config import TrainConfig
+from spkid.data.sampler import FeatureSet
+from spkid.models.specs import TINY_OVERRIDES
 
 N_MELS = 20
 CROP = 50  # training crop (frames); the parity lengths include one far longer
@@ -60,8 +61,8 @@ def fsdd_files(fsdd_dir: Path, speaker: str, takes) -> list[Path]:
 def fsdd_onnx_model(fsdd_dir: Path, out_dir: Path) -> Path:
     """A small vgg_attention trained for 15 epochs on takes 10-15 of the six FSDD speakers (360 clips, ~10 s
     on one core), exported to ``out_dir/fsdd.onnx``. Takes 0-9 stay unseen (enrolment / queries)."""
-    from spkid.export import export_model
-    from spkid.features import extract_features
+    from spkid.inference.export import export_model
+    from spkid.features.api import extract_features
 
     fc = FeatureConfig(sr=8000, n_mels=40)
     feats, labels = [], []

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from spkid.errors import ConfigError
-from spkid.specs import MODEL_NAMES, TINY_OVERRIDES, model_spec, output_frames
+from spkid.models.specs import MODEL_NAMES, TINY_OVERRIDES, model_spec, output_frames
 
 KEYS = {"logits", "embedding", "attention", "penalty"}
 T_VALUES = (300, 157, 41, 8)  # the paper's 300 frames, odd lengths, much shorter clips

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from spkid.config import FeatureConfig, TrainConfig
-from spkid.inference import load_embedder
-from spkid.sampling import FeatureSet
-from spkid.specs import TINY_OVERRIDES
+from spkid.features.config import FeatureConfig
+from spkid.training.config import TrainConfig
+from spkid.inference.embedder import load_embedder
+from spkid.data.sampler import FeatureSet
+from spkid.models.specs import TINY_OVERRIDES
 
 
 def blobs(n_per_class: int = 6, n_classes: int = 3, n_mels: int = 40, seed: int = 0) -> FeatureSet:

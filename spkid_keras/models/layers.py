@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from keras import layers, ops
 
-from spkid.specs import STATS_VAR_FLOOR, AttentionSpec, ModelSpec, conv_output_length, pooled_dim
+from spkid.models.specs import STATS_VAR_FLOOR, AttentionSpec, ModelSpec, conv_output_length, pooled_dim
 
 __all__ = ["ConvBN", "ResNetTrunk", "SelfAttentionPooling", "length_mask", "mask_frames", "relu_masked"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
-from spkid.specs import ModelSpec, attention_input_dim
+from spkid.models.specs import ModelSpec, attention_input_dim
 
 from .layers import ResNetTrunk, SelfAttentionPooling, mask_frames
 from .resnet18 import BasicBlock
@@ -31,7 +31,7 @@ def build_trunk(spec: ModelSpec):
 
 @keras.saving.register_keras_serializable(package="spkid")
 class SpeakerNet(keras.Model):
-    """Speaker-identification network built from a :class:`~spkid.specs.ModelSpec`.
+    """Speaker-identification network built from a :class:`~spkid.models.specs.ModelSpec`.
 
     ``call(x, lengths=None, training=False)``: x (B, T, n_mels) float32 (any T), lengths (B,) valid
     frames per example (None = all valid) -> dict(logits (B, n_classes), embedding (B, embedding_dim),

@@ -3,7 +3,7 @@
 """
 from __future__ import annotations
 
-from spkid.specs import ModelSpec
+from spkid.models.specs import ModelSpec
 
 from .layers import Block, ConvBN, relu_masked
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from keras import ops
 
-from spkid.specs import ModelSpec, conv_output_length
+from spkid.models.specs import ModelSpec, conv_output_length
 
 from .layers import Block, ConvBN, mask_frames, relu_masked
 

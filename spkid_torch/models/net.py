@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spkid.specs import ModelSpec, attention_input_dim
+from spkid.models.specs import ModelSpec, attention_input_dim
 
 from .layers import ResNetTrunk, SelfAttentionPooling, mask_frames
 from .resnet18 import BasicBlock
@@ -30,7 +30,7 @@ def build_trunk(spec: ModelSpec) -> nn.Module:
 
 
 class SpeakerNet(nn.Module):
-    """Speaker-identification network built from a :class:`~spkid.specs.ModelSpec`.
+    """Speaker-identification network built from a :class:`~spkid.models.specs.ModelSpec`.
 
     ``forward(x, lengths=None)``: x (B, T, n_mels) float32, lengths (B,) valid frames per example (frames
     past it are ignored; None = all valid) -> dict(logits (B, n_classes), embedding (B, embedding_dim),

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from spkid.specs import ModelSpec
+from spkid.models.specs import ModelSpec
 
 from .layers import ConvBN, relu_masked
 

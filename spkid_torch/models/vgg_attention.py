@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import nn
 
-from spkid.specs import ModelSpec, conv_output_length
+from spkid.models.specs import ModelSpec, conv_output_length
 
 from .layers import ConvBN, mask_frames, relu_masked
 

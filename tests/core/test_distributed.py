@@ -1,9 +1,9 @@
-"""spkid.distributed: the micro-batch split every data-parallel backend follows."""
+"""spkid.training.distributed: the micro-batch split every data-parallel backend follows."""
 from __future__ import annotations
 
 import pytest
 
-from spkid.distributed import device_count, micro_batches, usable
+from spkid.training.distributed import device_count, micro_batches, usable
 from spkid.errors import ConfigError
 
 

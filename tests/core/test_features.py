@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import spkid.features as F
-from spkid.audio import load_audio
-from spkid.config import FeatureConfig
+import spkid.features.api as F
+from spkid.audio.io import load_audio
+from spkid.features.config import FeatureConfig
 from spkid.errors import ConfigError, FeatureError
 
 psf = pytest.importorskip("python_speech_features")
@@ -248,7 +248,7 @@ def test_filterbank_is_cached_and_read_only():
 def test_features_command(tmp_path, rng, capsys):
     import soundfile as sf
 
-    from spkid.cli import main
+    from spkid.app.cli import main
 
     sf.write(tmp_path / "a.wav", rng.uniform(-0.5, 0.5, 8000).astype(np.float32), 8000)
     sf.write(tmp_path / "b.wav", np.zeros(8000, np.float32), 8000)  # silent: skipped

@@ -1,13 +1,13 @@
-"""spkid.gallery.Gallery: enrolment, centroids, open-set identification, EER threshold, save/load."""
+"""spkid.search.gallery.Gallery: enrolment, centroids, open-set identification, EER threshold, save/load."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from spkid.errors import GalleryError
-from spkid.gallery import Gallery
+from spkid.search.gallery import Gallery
 from spkid.metrics import compute_eer
-from spkid.search import l2_normalize
+from spkid.search.index import l2_normalize
 
 D = 24
 
@@ -144,9 +144,9 @@ def test_save_rejects_unserialisable_metadata(tmp_path, rng):
     assert not list(tmp_path.iterdir())
 
 
-def test_gallery_reachable_under_contract_names():
+def test_gallery_reachable_under_its_public_names():
     import spkid
-    from spkid import search
+    import spkid.search
 
-    assert search.Gallery is Gallery and spkid.Gallery is Gallery
+    assert spkid.search.Gallery is Gallery and spkid.Gallery is Gallery
     assert Gallery.add is Gallery.enroll

@@ -7,14 +7,7 @@ from scipy.interpolate import interp1d
 from scipy.optimize import brentq
 from sklearn import metrics as skm
 
-from spkid.metrics import (
-    compute_eer,
-    confusion_matrix,
-    per_class_accuracy,
-    threshold_at_eer,
-    topk_accuracy,
-    topk_predictions,
-)
+from spkid.metrics import compute_eer, confusion_matrix, per_class_accuracy, threshold_at_eer, topk_accuracy, topk_predictions
 
 
 @pytest.mark.parametrize("k", [1, 2, 5])

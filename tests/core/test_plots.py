@@ -1,10 +1,10 @@
-"""spkid.plots: each figure is a real PNG of the expected pixel size with visible content."""
+"""spkid.app.plots: each figure is a real PNG of the expected pixel size with visible content."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from spkid import plots
+from spkid.app import plots
 
 
 def _image(path, size):

@@ -1,4 +1,4 @@
-"""spkid.sampling: seeded crops, repeat-padding, augmentation, evaluation pieces and batches."""
+"""spkid.data.sampler: seeded crops, repeat-padding, augmentation, evaluation pieces and batches."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,19 +6,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spkid.config import FeatureConfig, TrainConfig
+from spkid.features.config import FeatureConfig
+from spkid.training.config import TrainConfig
 from spkid.errors import FeatureError
-from spkid.inference import average_posteriors, predict
-from spkid.sampling import (
-    FeatureSet,
-    TrainSampler,
-    add_noise,
-    augment_features,
-    eval_batches,
-    eval_pieces,
-    repeat_pad,
-    split_holdout,
-)
+from spkid.training.evaluation import average_posteriors, predict
+from spkid.data.sampler import FeatureSet, TrainSampler, add_noise, augment_features, eval_batches, eval_pieces, repeat_pad, split_holdout
 
 
 def numbered(lengths, n_mels=3, n_classes=2) -> FeatureSet:

@@ -12,7 +12,7 @@ from hypothesis.extra.numpy import arrays
 from sklearn.base import clone
 
 from spkid.errors import BackendError
-from spkid.search import SpeakerIndex, l2_normalize
+from spkid.search.index import SpeakerIndex, l2_normalize
 
 
 def _oracle(gallery, queries, k, metric):
@@ -348,7 +348,7 @@ def test_centroids_in_chunks(data, monkeypatch):
     index = SpeakerIndex(metric="euclidean").fit(x, y)
     ref = np.stack([x[y == c].mean(0) for c in index.classes_])
     for chunk in (1, 7, 50, 10**6):  # chunks of whole speakers; one speaker may exceed the chunk
-        monkeypatch.setattr("spkid.search._CENTROID_CHUNK", chunk)
+        monkeypatch.setattr("spkid.search.index._CENTROID_CHUNK", chunk)
         np.testing.assert_allclose(index.centroids(), ref, atol=1e-5)
 
 

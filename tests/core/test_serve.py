@@ -1,4 +1,4 @@
-"""The HTTP service (spkid.serve) through Flask's test client and one real loopback server, with a
+"""The HTTP service (spkid.app.serve) through Flask's test client and one real loopback server, with a
 framework-free stand-in embedder (mean and std of the log-mel bands) on real FSDD clips."""
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ import pytest
 
 pytest.importorskip("flask")
 
-from spkid.config import FeatureConfig  # noqa: E402
+from spkid.features.config import FeatureConfig  # noqa: E402
 from spkid.errors import GalleryError  # noqa: E402
-from spkid.features import extract_features  # noqa: E402
-from spkid.gallery import Gallery  # noqa: E402
-from spkid.serve import create_app, serve  # noqa: E402
+from spkid.features.api import extract_features  # noqa: E402
+from spkid.search.gallery import Gallery  # noqa: E402
+from spkid.app.serve import create_app, serve  # noqa: E402
 
 SPEAKERS = ("jackson", "nicolas", "theo")
 
@@ -204,7 +204,7 @@ def test_gallery_of_another_feature_config_is_refused(tmp_path):
 
 
 def test_real_server_on_loopback(tmp_path, monkeypatch):
-    monkeypatch.setattr("spkid.export.open_embedder", lambda path: MeanStdEmbedder())
+    monkeypatch.setattr("spkid.inference.export.open_embedder", lambda path: MeanStdEmbedder())
     box = {}
     ready = threading.Event()
 

@@ -1,4 +1,4 @@
-"""spkid.splits: every dataset layout on small fake trees, seeded splits, manifests, label maps."""
+"""spkid.data.splits: every dataset layout on small fake trees, seeded splits, manifests, label maps."""
 from __future__ import annotations
 
 import shutil
@@ -9,20 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spkid.errors import SplitError
-from spkid.splits import (
-    LabelMap,
-    Manifest,
-    Utterance,
-    assign_splits,
-    check_closed_set,
-    detect_layout,
-    load_dataset,
-    parse_iden_split,
-    read_manifest,
-    split_by,
-    split_by_regex,
-    write_manifest,
-)
+from spkid.data.splits import LabelMap, Manifest, Utterance, assign_splits, check_closed_set, detect_layout, load_dataset, parse_iden_split, read_manifest, split_by, split_by_regex, write_manifest
 
 
 def touch(root: Path, *relpaths: str) -> None:

@@ -1,11 +1,11 @@
-"""spkid.synthetic: the built-in demo corpus is deterministic, well-formed and neither trivial nor impossible."""
+"""spkid.data.synthetic: the built-in demo corpus is deterministic, well-formed and neither trivial nor impossible."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from spkid.synthetic import make_corpus, make_speakers, synthesize_utterance
+from spkid.data.synthetic import make_corpus, make_speakers, synthesize_utterance
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +55,8 @@ def test_speakers_differ_in_pitch_and_tract():
 
 
 def _mean_logmel(paths):
-    from spkid.audio import load_audio
-    from spkid.features import fbank
+    from spkid.audio.io import load_audio
+    from spkid.features.api import fbank
 
     return np.stack([fbank(load_audio(p), 16000, normalize=None).mean(axis=0) for p in paths])
 

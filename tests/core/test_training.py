@@ -8,9 +8,13 @@ import math
 import numpy as np
 import pytest
 
-from spkid.config import TrainConfig, load_yaml_config
+from spkid.training.config import TrainConfig
+from spkid._strict import load_yaml_config
 from spkid.errors import CheckpointError, ConfigError
-from spkid.training import Plateau, atomic_write, classification_report, read_checkpoint, run_training
+from spkid.training.loop import Plateau, run_training
+from spkid.fileio import atomic_write
+from spkid.training.evaluation import classification_report
+from spkid.training.checkpoints import read_checkpoint
 from tests.train_cases import NumpyAdapter, blobs, tiny_config
 
 

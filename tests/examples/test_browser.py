@@ -43,7 +43,7 @@ def _require_browser():
 @pytest.fixture(scope="module")
 def service(fsdd_dir, tmp_path_factory):
     _require_browser()
-    from spkid.serve.client import Client
+    from spkid.app.serve.client import Client
 
     tmp = tmp_path_factory.mktemp("serve")
     model = fsdd_onnx_model(fsdd_dir, tmp)

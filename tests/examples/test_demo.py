@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from spkid.cli import main
+from spkid.app.cli import main
 
 FIGURES = ("history", "confusion", "embeddings", "attention")
 

@@ -15,7 +15,7 @@ import tensorflow as tf  # noqa: E402
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
-from spkid.config import TrainConfig  # noqa: E402
+from spkid.training.config import TrainConfig  # noqa: E402
 from spkid_keras import train  # noqa: E402
 from tests.train_cases import blobs  # noqa: E402
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spkid.training import read_checkpoint
+from spkid.training.checkpoints import read_checkpoint
 from tests.train_cases import tiny_config
 
 pytestmark = pytest.mark.distributed

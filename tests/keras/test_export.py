@@ -10,8 +10,8 @@ keras = pytest.importorskip("keras")
 pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
-from spkid.export import OnnxEmbedder, export_model  # noqa: E402
-from spkid.inference import load_embedder  # noqa: E402
+from spkid.inference.export import OnnxEmbedder, export_model  # noqa: E402
+from spkid.inference.embedder import load_embedder  # noqa: E402
 from spkid_keras.export import load_keras  # noqa: E402
 from tests.export_support import LENGTHS, TOL, batch, max_diff, tiny_run, utterances  # noqa: E402
 from tests.model_contract import one_torch_thread  # noqa: E402,F401 (fixture)

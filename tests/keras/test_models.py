@@ -12,7 +12,7 @@ keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
 
 import spkid_keras  # noqa: E402
-from spkid.specs import MODEL_NAMES, model_spec  # noqa: E402
+from spkid.models.specs import MODEL_NAMES, model_spec  # noqa: E402
 from spkid_keras.models import SpeakerNet  # noqa: E402
 from tests import model_contract as contract  # noqa: E402
 

@@ -14,9 +14,9 @@ tf = pytest.importorskip("tensorflow")
 
 import spkid_keras  # noqa: E402
 import spkid_torch  # noqa: E402
-from spkid.config import FeatureConfig  # noqa: E402
-from spkid.features import extract_features  # noqa: E402
-from spkid.specs import MODEL_NAMES, model_spec, output_frames  # noqa: E402
+from spkid.features.config import FeatureConfig  # noqa: E402
+from spkid.features.api import extract_features  # noqa: E402
+from spkid.models.specs import MODEL_NAMES, model_spec, output_frames  # noqa: E402
 from spkid_keras.convert import keras_to_torch, torch_to_keras  # noqa: E402
 from tests import model_contract as contract  # noqa: E402
 from tests.model_contract import one_torch_thread  # noqa: E402,F401 (fixture)

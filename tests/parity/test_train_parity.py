@@ -1,7 +1,7 @@
 """The same tiny model and recipe trained by both backends on real speech (an FSDD subset).
 
 The keras model starts from the torch model's initial weights (ported with spkid_keras.convert), both
-see the same crops (spkid.sampling), and both optimizers follow the same formulas. So:
+see the same crops (spkid.data.sampler), and both optimizers follow the same formulas. So:
 
 - with SGD, an epoch's mean training loss agrees to float32 round-off (rtol 2e-4: six steps of float32
   arithmetic in different operation orders; measured ~5e-5). Adam is not compared step by step: its
@@ -25,10 +25,10 @@ pytest.importorskip("keras")
 
 import spkid_keras  # noqa: E402
 import spkid_torch  # noqa: E402
-from spkid.config import FeatureConfig  # noqa: E402
-from spkid.features import extract_features  # noqa: E402
-from spkid.sampling import FeatureSet  # noqa: E402
-from spkid.training import resolve_spec  # noqa: E402
+from spkid.features.config import FeatureConfig  # noqa: E402
+from spkid.features.api import extract_features  # noqa: E402
+from spkid.data.sampler import FeatureSet  # noqa: E402
+from spkid.training.loop import resolve_spec  # noqa: E402
 from spkid_keras import train as ktrain  # noqa: E402
 from spkid_keras.convert import torch_to_keras  # noqa: E402
 from spkid_torch import train as ttrain  # noqa: E402

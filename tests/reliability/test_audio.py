@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-import spkid.features as F
-from spkid.audio import info, load_audio, load_audio_with_rate
+import spkid.features.api as F
+from spkid.audio.io import info, load_audio, load_audio_with_rate
 from spkid.errors import AudioError, FeatureError
 
 

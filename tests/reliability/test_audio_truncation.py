@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from spkid.audio import info, load_audio_with_rate
+from spkid.audio.io import info, load_audio_with_rate
 from spkid.errors import AudioError
 
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from spkid.cache import FeatureCache
-from spkid.cli import main
+from spkid.data.cache import FeatureCache
+from spkid.app.cli import main
 from tests.train_cases import blobs, tiny_config
 
 GOOD = {"george": ["0_george_5.wav", "1_george_6.wav"], "theo": ["0_theo_5.wav", "1_theo_6.wav"]}

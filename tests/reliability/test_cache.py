@@ -17,19 +17,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spkid.cache import (
-    FORMAT_VERSION,
-    MAGIC,
-    FeatureCache,
-    build_cache,
-    dump_entry,
-    load_entry,
-    restricted_loads,
-    verify_cache,
-)
-from spkid.config import FeatureConfig
+from spkid.data.cache import FORMAT_VERSION, MAGIC, FeatureCache, build_cache, dump_entry, load_entry, restricted_loads, verify_cache
+from spkid.features.config import FeatureConfig
 from spkid.errors import CacheError
-from spkid.splits import Manifest, Utterance, load_dataset, write_manifest
+from spkid.data.splits import Manifest, Utterance, load_dataset, write_manifest
 
 CONFIG = FeatureConfig(sr=8000, n_fft=256)
 
@@ -137,7 +128,7 @@ def test_memory_bombs_fail_fast_within_a_small_address_space():
     code = (
         "import resource, sys\n"
         "resource.setrlimit(resource.RLIMIT_AS, (1_500_000_000, 1_500_000_000))\n"
-        "from spkid.cache import restricted_loads\nfrom spkid.errors import CacheError\n"
+        "from spkid.data.cache import restricted_loads\nfrom spkid.errors import CacheError\n"
         "for blob in map(bytes.fromhex, sys.argv[1:]):\n"
         "    try:\n        print('loaded', restricted_loads(blob))\n"
         "    except CacheError as exc:\n        print('refused', exc)\n"

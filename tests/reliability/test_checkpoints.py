@@ -12,8 +12,8 @@ import shutil
 import pytest
 
 from spkid.errors import CheckpointError
-from spkid.inference import load_embedder
-from spkid.training import read_checkpoint, sha256_file
+from spkid.inference.embedder import load_embedder
+from spkid.training.checkpoints import read_checkpoint, sha256_file
 from tests.train_cases import blobs, tiny_config
 
 torch = pytest.importorskip("torch")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from spkid.cli import main
-from spkid.config import FeatureConfig, TrainConfig, load_yaml_config
+from spkid.app.cli import main
+from spkid.features.config import FeatureConfig
+from spkid.training.config import TrainConfig
+from spkid._strict import load_yaml_config
 from spkid.errors import ConfigError
-from spkid.specs import AttentionSpec, ModelSpec, ResNetSpec, VGGSpec, model_spec
+from spkid.models.specs import AttentionSpec, ModelSpec, ResNetSpec, VGGSpec, model_spec
 
 FEATURE_BAD = [  # (overrides, words the message must contain)
     ({"n_mels": 300}, ["n_mels", "n_fft/2+1=257", "300"]),  # n_mels > n_fft/2 + 1

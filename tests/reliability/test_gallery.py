@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from spkid.errors import GalleryError
-from spkid.gallery import Gallery, _header_digest
+from spkid.search.gallery import Gallery, _header_digest
 
 D = 8
 

@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spkid.cache import build_cache
-from spkid.cli import main
-from spkid.config import FeatureConfig
-from spkid.inference import load_embedder
-from spkid.splits import Manifest, load_dataset
-from spkid.training import read_checkpoint
+from spkid.data.cache import build_cache
+from spkid.app.cli import main
+from spkid.features.config import FeatureConfig
+from spkid.inference.embedder import load_embedder
+from spkid.data.splits import Manifest, load_dataset
+from spkid.training.checkpoints import read_checkpoint
 from tests.train_cases import tiny_config
 
 torch = pytest.importorskip("torch")
@@ -88,7 +88,7 @@ if kind == "partial":  # the backend's state writer dies half-way through its fi
 
     setattr(owner, attr, save)
 
-from spkid.cli import main
+from spkid.app.cli import main
 sys.exit(main(sys.argv[1:]))
 '''
 

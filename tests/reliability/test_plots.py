@@ -1,10 +1,10 @@
-"""spkid.plots on bad input: a SpkidError that says what is wrong, and no file written."""
+"""spkid.app.plots on bad input: a SpkidError that says what is wrong, and no file written."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from spkid import plots
+from spkid.app import plots
 from spkid.errors import SpkidError
 
 

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spkid.errors import SplitError
-from spkid.splits import LabelMap, Manifest, Utterance, load_dataset, parse_iden_split, read_manifest, write_manifest
+from spkid.data.splits import LabelMap, Manifest, Utterance, load_dataset, parse_iden_split, read_manifest, write_manifest
 
 GOOD_IDEN = "1 id10001/v/00001.wav\n"
 GOOD_MANIFEST = "train a a/1.wav\n"

@@ -1,10 +1,10 @@
-"""spkid.synthetic on bad arguments: ConfigError naming the argument, nothing written."""
+"""spkid.data.synthetic on bad arguments: ConfigError naming the argument, nothing written."""
 from __future__ import annotations
 
 import pytest
 
 from spkid.errors import ConfigError
-from spkid.synthetic import make_corpus, make_speakers, synthesize_utterance
+from spkid.data.synthetic import make_corpus, make_speakers, synthesize_utterance
 
 
 @pytest.mark.parametrize("kwargs", [

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from spkid.config import TrainConfig
-from spkid.training import run_training
+from spkid.training.config import TrainConfig
+from spkid.training.loop import run_training
 from spkid_torch import train
 from tests.train_cases import blobs
 

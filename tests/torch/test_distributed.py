@@ -70,7 +70,7 @@ def test_two_cpu_ranks_equal_one_process_with_the_same_global_batch(tmp_path):
 
 
 def _spec_and_classes(cfg):
-    from spkid.training import resolve_spec
+    from spkid.training.loop import resolve_spec
 
     return resolve_spec(cfg, 40), 3
 
@@ -79,8 +79,8 @@ def test_spkid_train_devices_2_launches_torchrun_and_resumes(fsdd_dir, tmp_path,
     """`spkid train --devices 2` on a real FSDD cache: 2 gloo ranks, rank 0's checkpoint, then --resume."""
     import json
 
-    from spkid.cli import main
-    from spkid.training import read_checkpoint
+    from spkid.app.cli import main
+    from spkid.training.checkpoints import read_checkpoint
 
     data = tmp_path / "fsdd"
     data.mkdir()

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spkid.cli import main
+from spkid.app.cli import main
 from tests import enroll_support as es
 
 pytest.importorskip("torch")
@@ -30,7 +30,7 @@ def test_round_trip_and_readable_table(run, fsdd_dir, tmp_path, capsys):
 
 
 def test_onnx_export_shares_the_checkpoints_gallery(run, fsdd_dir, tmp_path, capsys):
-    from spkid.export import export_model
+    from spkid.inference.export import export_model
 
     onnx = export_model(run, tmp_path / "model.onnx")
     gallery = tmp_path / "g"
@@ -46,8 +46,8 @@ def test_onnx_export_shares_the_checkpoints_gallery(run, fsdd_dir, tmp_path, cap
 
 
 def test_enrolling_again_updates_the_centroid(run, fsdd_dir, tmp_path, capsys):
-    from spkid.gallery import Gallery
-    from spkid.inference import embed_files, load_embedder
+    from spkid.search.gallery import Gallery
+    from spkid.inference.embedder import embed_files, load_embedder
 
     files = es.fsdd_files(fsdd_dir, "nicolas", [20])[:4]
     gallery = tmp_path / "g"

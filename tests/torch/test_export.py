@@ -12,9 +12,9 @@ onnx = pytest.importorskip("onnx")
 
 import spkid_torch  # noqa: E402
 from spkid.errors import CheckpointError, ConfigError  # noqa: E402
-from spkid.export import OnnxEmbedder, export_model, open_embedder  # noqa: E402
-from spkid.inference import load_embedder  # noqa: E402
-from spkid.specs import TINY_OVERRIDES  # noqa: E402
+from spkid.inference.export import OnnxEmbedder, export_model, open_embedder  # noqa: E402
+from spkid.inference.embedder import load_embedder  # noqa: E402
+from spkid.models.specs import TINY_OVERRIDES  # noqa: E402
 from spkid_torch.export import OUTPUT_NAMES, load_torchscript, to_onnx, to_torchscript  # noqa: E402
 from tests.export_support import LENGTHS, N_MELS, TOL, batch, max_diff, tiny_run, utterances  # noqa: E402
 from tests.model_contract import one_torch_thread  # noqa: E402,F401 (fixture)

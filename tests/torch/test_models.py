@@ -8,7 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import spkid_torch  # noqa: E402
-from spkid.specs import MODEL_NAMES, model_spec  # noqa: E402
+from spkid.models.specs import MODEL_NAMES, model_spec  # noqa: E402
 from spkid_torch.models import SpeakerNet  # noqa: E402
 from tests import model_contract as contract  # noqa: E402
 from tests.model_contract import one_torch_thread  # noqa: E402,F401 (fixture)

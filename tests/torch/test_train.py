@@ -41,7 +41,7 @@ def test_cli_train_evaluate_embed_on_a_real_cache(fsdd_dir, tmp_path, capsys):
 
     import numpy as np
 
-    from spkid.cli import main
+    from spkid.app.cli import main
 
     data = tmp_path / "fsdd"
     data.mkdir()

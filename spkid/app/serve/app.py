@@ -1,0 +1,156 @@
+"""The identification service: a Flask app over an embedder and a :class:`~spkid.search.gallery.Gallery`.
+
+Routes (JSON in error cases too, never an HTML traceback):
+
+- ``GET /``            the single-page UI (``index.html`` beside this module: record / upload, bar chart, enrol)
+- ``GET /health``      ``{"status": "ok", "model", "backend", "speakers", "utterances", "threshold"}``
+- ``GET /speakers``    ``{"speakers": [{"name", "utterances"}], "count"}``
+- ``POST /enroll``     multipart ``name`` + one or more ``audio`` files -> ``{"speaker", "added", "utterances",
+  "count"}``; the gallery is saved atomically (:meth:`Gallery.save`) before the response
+- ``POST /identify``   multipart ``audio`` (+ optional ``top_k``) -> ``{"speaker" (name or "unknown"), "score",
+  "unknown", "threshold", "candidates": [{"speaker", "score"}], "duration"}``; scores are cosine
+  similarities to the speakers' centroids
+
+Bad input (unreadable / silent / too short audio, missing fields, empty gallery) answers 400 (409 for an
+empty gallery) with the :class:`~spkid.errors.SpkidError` message, naming the uploaded file; bodies over
+``max_upload_mb`` answer 413. Uploads are written to a temporary file, read, and deleted. One lock
+guards the gallery (enrolment and the lazily-built search index); embedding runs outside it, so
+requests are served concurrently by a threaded server.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import sys
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spkid.errors import AudioError, GalleryError, SpkidError
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("spkid.app.serve")
+_INDEX = Path(__file__).with_name("index.html")
+
+
+class RequestError(SpkidError):
+    """A request lacks a field or has a malformed one (HTTP 400)."""
+
+
+def create_app(embedder, gallery_path: str | os.PathLike, *, threshold: float | None = None, top_k: int = 5,
+               max_upload_mb: float = 10.0, model_source: str | os.PathLike = ""):
+    """The Flask app. ``embedder``: an :class:`~spkid.inference.Embedder` (or :class:`~spkid.inference.export.OnnxEmbedder`);
+    ``gallery_path``: where the gallery lives (created on first enrolment); ``threshold``: open-set
+    threshold on the best cosine score (default: the gallery's own, None = always answer a name)."""
+    from flask import Flask, jsonify, request
+    from werkzeug.exceptions import HTTPException
+
+    from spkid.features.api import extract_features
+
+    from spkid.search.gallery import open_gallery
+
+    # the same model check as `spkid enroll` / `identify`: a gallery of another model is refused
+    gallery, _, notes = open_gallery(gallery_path, embedder, model_source, create=True)
+    for note in notes:
+        print(f"spkid serve: note: {note}", file=sys.stderr)
+    if threshold is None:
+        threshold = gallery.threshold
+    lock = threading.Lock()
+    app = Flask("spkid.app.serve")
+    app.config["MAX_CONTENT_LENGTH"] = int(max_upload_mb * 1024 * 1024)
+    app.json.sort_keys = False
+
+    def embed_upload(storage) -> tuple[np.ndarray, float]:
+        """(embedding (E,), duration in seconds) of one uploaded file."""
+        name = os.path.basename(storage.filename or "upload")
+        fd, tmp = tempfile.mkstemp(prefix="spkid-upload-", suffix=Path(name).suffix[:8])
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                storage.save(fh)
+            if os.path.getsize(tmp) == 0:
+                raise AudioError("empty upload (0 bytes)", path=name)
+            feats = extract_features(tmp, embedder.feature_config)
+        except SpkidError as exc:  # name the client's file, not our temporary one
+            raise type(exc)(exc.problem, path=name) from None
+        finally:
+            os.unlink(tmp)
+        duration = feats.shape[0] * embedder.feature_config.frame_shift
+        return embedder.embed([feats])[0], duration
+
+    def audio_files(required: str = "audio") -> list:
+        files = [f for f in request.files.getlist(required) if f and f.filename]
+        if not files:
+            raise RequestError(f"no '{required}' file in the multipart form")
+        return files
+
+    @app.get("/")
+    def index():
+        return app.response_class(_INDEX.read_bytes(), mimetype="text/html")
+
+    @app.get("/health")
+    def health():
+        with lock:
+            n, utts = len(gallery), gallery.n_utterances()
+        return jsonify(status="ok", model=embedder.model_name, backend=embedder.backend, speakers=n,
+                       utterances=utts, threshold=threshold)
+
+    @app.get("/speakers")
+    def speakers():
+        with lock:
+            rows = [{"name": s, "utterances": gallery.n_utterances(s)} for s in gallery.speakers]
+        return jsonify(speakers=rows, count=len(rows))
+
+    @app.post("/enroll")
+    def enroll():
+        name = (request.form.get("name") or "").strip()
+        if not name or len(name) > 100 or name.lower() == "unknown":
+            raise RequestError("form field 'name' must be 1-100 characters and not 'unknown'")
+        files = audio_files()
+        emb = np.stack([embed_upload(f)[0] for f in files])
+        ids = [f"{os.path.basename(f.filename)}@{uuid.uuid4().hex[:8]}" for f in files]
+        with lock:
+            gallery.enroll(name, emb, ids=ids)
+            gallery.save(gallery_path)
+            count, n = len(gallery), gallery.n_utterances(name)
+        log.info("enrolled %d clip(s) of %r", len(files), name)
+        return jsonify(speaker=name, added=len(files), utterances=n, count=count)
+
+    @app.post("/identify")
+    def identify():
+        try:
+            k = int(request.values.get("top_k", top_k))
+        except ValueError:
+            raise RequestError(f"top_k must be an integer, got {request.values.get('top_k')!r}") from None
+        if not 1 <= k <= 100:
+            raise RequestError(f"top_k must be in 1..100, got {k}")
+        emb, duration = embed_upload(audio_files()[0])
+        with lock:
+            res = gallery.identify(emb, top_k=k, threshold=threshold)[0]
+        return jsonify(speaker=res.label, score=res.score, unknown=res.is_unknown, threshold=threshold,
+                       candidates=[{"speaker": m.speaker, "score": m.score} for m in res.candidates],
+                       duration=round(duration, 3))
+
+    @app.errorhandler(SpkidError)
+    def spkid_error(exc: SpkidError):
+        empty = isinstance(exc, GalleryError) and "empty" in exc.problem
+        return jsonify(error=type(exc).__name__, message=str(exc)), (409 if empty else 400)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        message = exc.description
+        if exc.code == 413:
+            message = f"request body larger than the {max_upload_mb:g} MB limit"
+        return jsonify(error=exc.name, message=message), exc.code
+
+    @app.errorhandler(Exception)
+    def internal_error(exc: Exception):
+        log.exception("unhandled error")  # the traceback goes to the server log, not to the client
+        return jsonify(error="InternalError", message=f"{type(exc).__name__} (see the server log)"), 500
+
+    app.extensions["spkid"] = {"gallery": gallery, "lock": lock, "embedder": embedder}
+    return app

@@ -1,0 +1,24 @@
+"""Log-mel filterbanks and MFCCs (H. Fayek's recipe) and their :class:`FeatureConfig`.
+
+Public names are imported lazily: ``import spkid.features`` stays cheap.
+"""
+from __future__ import annotations
+
+from spkid._lazy import lazy_exports
+
+# public name -> submodule that defines it
+_LAZY = {
+    "FeatureConfig": "config",
+    "mel_filterbank": "api",
+    "n_frames": "api",
+    "frame_params": "api",
+    "fbank": "api",
+    "fbank_batch": "api",
+    "fbank_from_config": "api",
+    "mfcc": "api",
+    "extract_features": "api",
+}
+
+__all__ = list(_LAZY)
+
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

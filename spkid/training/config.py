@@ -1,0 +1,133 @@
+"""The training recipe both backends share: :class:`TrainConfig` (An, Thanh & Liu 2019 defaults)."""
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+
+from spkid._strict import StrictConfig
+from spkid.errors import ConfigError
+from spkid.models.specs import MODEL_NAMES, model_spec
+
+__all__ = ["TrainConfig"]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig(StrictConfig):
+    """Training recipe shared by both backends (the paper's defaults where it has them).
+
+    An et al. (2019) train with Adam at lr 2e-4 and halve the learning rate after 10 epochs without
+    validation improvement; inputs are 3 s crops (300 frames at a 10 ms hop), shorter clips repeat-padded.
+    ``lr_schedule="plateau"`` is that rule (on the training loss when there is no validation set);
+    ``"cosine"`` anneals per epoch from ``lr`` to ``min_lr`` over ``epochs`` (no validation needed,
+    e.g. for a final run on all the training data). ``warmup_epochs = W`` scales either schedule's rate by
+    ``(e + 1) / (W + 1)`` in 0-based epochs ``e < W``: a linear ramp that keeps Adam's first, largest
+    steps from stalling a freshly initialised network (on libri251, 1 seed in 5 barely learned in its
+    first epochs at full rate and ended under-trained).
+
+    ``penalty_coef`` weights Lin et al.'s (2017) attention penalty ``||A A^T - I||_F^2``; 0.1 is the low
+    end of the 0.1-1.0 range of public code: enough to keep the hops from collapsing onto the same frames
+    without fighting the classification loss on small data sets.
+
+    Augmentation (all off by default, ``augment_prob`` is the per-example probability of each kind):
+    ``gain_db`` adds a random constant to the log-mel features (a gain in dB, converted to the feature's
+    log base); ``time_masks``/``freq_masks`` SpecAugment masks (Park et al. 2019) of at most
+    ``time_mask_frames``/``freq_mask_bins`` wide; ``noise_snr`` white noise mixed into waveforms at a
+    random SNR in dB, used where raw audio is at hand (``noise_copies`` noisy copies of each training
+    utterance are added before feature extraction; ignored for pre-computed caches).
+
+    Scale-out (``spkid.training.distributed``): ``batch_size`` is always the global batch of one optimizer step.
+    ``devices="N"`` trains data-parallel on N devices (torch DistributedDataParallel under torchrun, keras
+    MirroredStrategy); the batch is cut into ``N * grad_accumulation`` contiguous micro-batches, device
+    ``r`` computing micro-batches ``r * grad_accumulation ...`` and the gradients averaged over the whole
+    batch, so only BatchNorm statistics (per micro-batch unless synchronised) depend on these settings.
+
+    Evaluation: ``eval_mode="full"`` feeds each utterance whole (repeat-padded to ``crop_frames`` when
+    shorter, like training); ``"windows"`` cuts it into windows of ``window_frames`` every ``hop_frames``
+    and averages the logits and embeddings of the windows.
+    """
+
+    model: str = "vgg_attention"
+    model_overrides: dict = dataclasses.field(default_factory=dict)
+    optimizer: typing.Literal["adam", "sgd"] = "adam"
+    lr: float = 2e-4
+    momentum: float = 0.9  # sgd only
+    weight_decay: float = 0.0  # decoupled (AdamW-style) in both backends
+    epochs: int = 30
+    batch_size: int = 32
+    crop_frames: int = 300
+    crops_per_utterance: int = 1  # each utterance is cropped this many times per epoch
+    lr_schedule: typing.Literal["plateau", "cosine"] = "plateau"
+    warmup_epochs: int = 0
+    plateau_patience: int = 10
+    lr_factor: float = 0.5
+    min_lr: float = 1e-6
+    penalty_coef: float = 0.1
+    label_smoothing: float = 0.0
+    seed: int = 0
+    mixed_precision: bool = False  # GPU only; ignored (with a warning) on CPU
+    augment_prob: float = 0.5
+    gain_db: tuple[float, float] | None = None
+    time_masks: int = 0
+    time_mask_frames: int = 20
+    freq_masks: int = 0
+    freq_mask_bins: int = 5
+    noise_snr: tuple[float, float] | None = None
+    noise_copies: int = 0
+    val_fraction: float = 0.0  # part of the training utterances held out for validation (0 = none)
+    eval_mode: typing.Literal["full", "windows"] = "full"
+    window_frames: int = 300
+    hop_frames: int = 150
+    eval_batch_size: int = 32
+    num_workers: int = 0
+    devices: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", "gpu", or a count "N" (data-parallel on N devices)
+    grad_accumulation: int = 1  # each device computes its share of a batch in this many micro-batches
+
+    def validate(self) -> None:
+        name = type(self).__name__
+
+        def need(cond: bool, what: str) -> None:
+            if not cond:
+                raise ConfigError(f"{name}.{what}")
+
+        need(self.model in MODEL_NAMES, f"model must be one of {', '.join(MODEL_NAMES)}, got {self.model!r}")
+        for key in ("lr", "min_lr"):
+            v = getattr(self, key)
+            need(math.isfinite(v) and v > 0, f"{key} must be a finite number > 0, got {v}")
+        need(self.min_lr <= self.lr, f"min_lr ({self.min_lr}) must be <= lr ({self.lr})")
+        need(0.0 <= self.momentum < 1.0, f"momentum must be in [0, 1), got {self.momentum}")
+        need(0.0 <= self.weight_decay < 1.0, f"weight_decay must be in [0, 1), got {self.weight_decay}")
+        for key in ("epochs", "batch_size", "crop_frames", "crops_per_utterance", "plateau_patience",
+                    "window_frames", "hop_frames", "eval_batch_size"):
+            need(getattr(self, key) >= 1, f"{key} must be >= 1, got {getattr(self, key)}")
+        need(self.warmup_epochs >= 0, f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
+        need(0.0 < self.lr_factor < 1.0, f"lr_factor must be in (0, 1), got {self.lr_factor}")
+        need(self.penalty_coef >= 0 and math.isfinite(self.penalty_coef),
+             f"penalty_coef must be >= 0, got {self.penalty_coef}")
+        need(0.0 <= self.label_smoothing < 1.0, f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        need(0.0 <= self.augment_prob <= 1.0, f"augment_prob must be in [0, 1], got {self.augment_prob}")
+        need(0.0 <= self.val_fraction < 1.0, f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        for key in ("gain_db", "noise_snr"):
+            rng = getattr(self, key)
+            need(rng is None or (rng[0] <= rng[1] and all(math.isfinite(v) for v in rng)),
+                 f"{key} must be a (low, high) range with low <= high, got {rng}")
+        for key in ("time_masks", "freq_masks", "noise_copies", "num_workers", "seed"):
+            need(getattr(self, key) >= 0, f"{key} must be >= 0, got {getattr(self, key)}")
+        need(self.time_mask_frames >= 1 and self.freq_mask_bins >= 1, "mask widths must be >= 1")
+        need(self.noise_copies == 0 or self.noise_snr is not None, "noise_copies > 0 needs a noise_snr range")
+        need(self.hop_frames <= self.window_frames,
+             f"hop_frames ({self.hop_frames}) must be <= window_frames ({self.window_frames})")
+        need(self.devices == "auto" or self.devices in ("cpu", "gpu") or self.devices.startswith("cuda")
+             or (self.devices.isdigit() and int(self.devices) >= 1),
+             f"devices must be 'auto', 'cpu', 'gpu', 'cuda[:N]' or a device count >= 1, got {self.devices!r}")
+        need(self.grad_accumulation >= 1, f"grad_accumulation must be >= 1, got {self.grad_accumulation}")
+        try:  # the overrides must describe a valid architecture
+
+            model_spec(self.model, **self.model_overrides)
+        except ConfigError as exc:
+            raise ConfigError(f"{name}.model_overrides: {exc}") from None
+
+    @property
+    def augments(self) -> bool:
+        """Whether any on-line feature augmentation is switched on."""
+        return self.augment_prob > 0 and (self.gain_db is not None or self.time_masks > 0 or self.freq_masks > 0)

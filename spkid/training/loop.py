@@ -1,0 +1,204 @@
+"""Framework-free training machinery shared by ``spkid_torch.train`` and ``spkid_keras.train``.
+
+A backend supplies a small adapter (build the model and optimizer, one training step, an eval-mode
+forward pass, save/load its state file); :func:`run_training` does the rest identically for both:
+epochs over :class:`~spkid.data.sampler.TrainSampler` batches, validation, the paper's plateau rule
+(halve the learning rate after ``plateau_patience`` epochs without a lower validation loss), best-model
+tracking, CSV history, TensorBoard scalars, callbacks and crash-safe checkpoints.
+
+Run directory layout: :mod:`spkid.training.checkpoints`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterable, Protocol, Sequence
+
+import numpy as np
+
+from spkid.data.sampler import FeatureSet, TrainSampler
+from spkid.errors import CheckpointError, ConfigError
+from spkid.features.config import FeatureConfig
+from spkid.models.specs import ModelSpec, model_spec
+from spkid.training.checkpoints import (CHECKPOINT_FORMAT, RunPaths, check_compatible, read_checkpoint,
+                                        save_checkpoint, write_history)
+from spkid.training.config import TrainConfig
+from spkid.training.distributed import usable
+from spkid.training.evaluation import classification_report, predict
+
+__all__ = ["Plateau", "Adapter", "resolve_spec", "check_model", "run_training"]
+
+
+@dataclasses.dataclass
+class Plateau:
+    """Multiply the learning rate by ``factor`` after ``patience`` epochs without a lower monitored value
+    (never below ``min_lr``); the paper halves it after 10 stalled validation epochs."""
+
+    lr: float
+    patience: int
+    factor: float
+    min_lr: float
+    best: float = math.inf
+    bad_epochs: int = 0
+
+    def update(self, value: float) -> bool:
+        """Record one epoch's monitored value; True when the learning rate was lowered."""
+        if value < self.best:
+            self.best, self.bad_epochs = float(value), 0
+            return False
+        self.bad_epochs += 1
+        if self.bad_epochs >= self.patience and self.lr > self.min_lr:
+            self.lr, self.bad_epochs = max(self.min_lr, self.lr * self.factor), 0
+            return True
+        return False
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["best"] = None if math.isinf(self.best) else self.best
+        return d
+
+    def lr_at(self, config: TrainConfig, epoch: int) -> float:
+        """Learning rate of 0-based ``epoch`` under ``config.lr_schedule`` (this plateau's for
+        ``"plateau"``), ramped up over ``config.warmup_epochs``."""
+        if config.lr_schedule == "cosine":
+            lr = config.min_lr + 0.5 * (config.lr - config.min_lr) * (1.0 + math.cos(math.pi * epoch / config.epochs))
+        else:
+            lr = self.lr
+        if epoch < config.warmup_epochs:
+            lr *= (epoch + 1) / (config.warmup_epochs + 1)
+        return lr
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Plateau":
+        d = dict(d)
+        d["best"] = math.inf if d.get("best") is None else d["best"]
+        return cls(**d)
+
+
+def check_model(model, spec: ModelSpec, n_classes: int):
+    """``model`` itself if it was built from ``spec`` for ``n_classes`` classes, else ConfigError showing both."""
+    have = getattr(model, "spec", None)
+    if have != spec or getattr(model, "n_classes", None) != n_classes:
+        raise ConfigError(f"the given model does not match the run: model has {have} with "
+                          f"{getattr(model, 'n_classes', None)} classes, the run needs {spec} with {n_classes}")
+    return model
+
+
+def resolve_spec(config: TrainConfig, n_mels: int) -> ModelSpec:
+    """The run's ModelSpec: the registered model with the config's overrides and the data's n_mels."""
+    return model_spec(config.model, **{**config.model_overrides, "n_mels": n_mels})
+
+
+class Adapter(Protocol):
+    """What a backend provides to :func:`run_training`."""
+
+    backend: str  # "torch" | "keras"
+    suffix: str  # state file suffix: ".pt" | ".npz"
+
+    def build(self, config: TrainConfig, spec: ModelSpec, n_classes: int) -> None: ...
+    def batches(self, sampler: TrainSampler, epoch: int) -> Iterable[tuple[Any, Any]]: ...
+    def train_step(self, x: Any, y: Any, lr: float) -> dict: ...  # loss, ce, penalty, acc (floats)
+    def forward(self, x: np.ndarray, lengths: np.ndarray) -> dict: ...  # eval mode, numpy outputs
+    def save(self, path: Path) -> None: ...
+    def load(self, path: Path) -> None: ...
+    def summary_writer(self, logdir: Path) -> Callable[[str, float, int], None] | None: ...
+    # Optional, for data-parallel adapters (spkid.training.distributed): ``world`` (number of devices, default 1),
+    # ``is_main`` (this process writes checkpoints, logs and progress; default True), ``sync()`` (called
+    # at each epoch's end, e.g. to copy rank 0's BatchNorm statistics) and ``share(obj)`` (rank 0's obj).
+
+
+def run_training(adapter: Adapter, config: TrainConfig, train_set: FeatureSet, val_set: FeatureSet | None,
+                 out_dir: str | os.PathLike, *, resume: bool = False, callbacks: Sequence[Callable] = (),
+                 progress: bool = True) -> list[dict]:
+    """Train with ``adapter``; returns the history (one dict per epoch, including resumed ones).
+
+    Each callback is called as ``cb(row)`` after every epoch (``row`` is that epoch's history dict);
+    one returning True stops training after that epoch's checkpoint.
+
+    Data-parallel adapters (see :class:`Adapter`): every process runs this loop on the same global
+    batches; only the main process validates, writes checkpoints / history / TensorBoard and shows
+    progress, and its epoch row (hence the plateau's learning rate) is shared with the others.
+    """
+    from tqdm.auto import tqdm
+
+    paths = RunPaths(Path(out_dir))
+    paths.root.mkdir(parents=True, exist_ok=True)
+    spec = resolve_spec(config, train_set.n_mels)
+    base = {
+        "format": CHECKPOINT_FORMAT,
+        "backend": adapter.backend,
+        "model": config.model,
+        "spec": spec.to_dict(),
+        "n_classes": train_set.n_classes,
+        "speakers": list(train_set.speakers),
+        "feature_config": (train_set.feature_config or FeatureConfig()).to_dict(),
+        "train_config": config.to_dict(),
+    }
+    adapter.build(config, spec, train_set.n_classes)
+    main = getattr(adapter, "is_main", True)  # known once the adapter has joined its process group
+    progress = progress and main
+    plateau = Plateau(lr=config.lr, patience=config.plateau_patience, factor=config.lr_factor, min_lr=config.min_lr)
+    history: list[dict] = []
+    best_key: list | None = None
+    start = 0
+    if paths.last.is_file():
+        if not resume:
+            raise CheckpointError("run directory already holds a checkpoint; resume it or pick a new one",
+                                  path=paths.last)
+        meta, state = read_checkpoint(paths.last)
+        check_compatible(meta, base, paths.last)
+        adapter.load(state)
+        if main:  # temp files of writes a killed run never finished: never read, now removed
+            for tmp in paths.checkpoints.glob(".*.tmp"):
+                tmp.unlink(missing_ok=True)
+        start, history, best_key = int(meta["epoch"]), list(meta["history"]), meta.get("best_key")
+        plateau = Plateau.from_dict(meta["plateau"])
+    sampler = TrainSampler(train_set, config)
+    scalar = adapter.summary_writer(paths.tensorboard) if main else None
+    world, share = getattr(adapter, "world", 1), getattr(adapter, "share", lambda obj: obj)
+    for epoch in range(start, config.epochs):
+        lr = plateau.lr_at(config, epoch)
+        totals: dict[str, float] = {}
+        seen = 0
+        bar = tqdm(adapter.batches(sampler, epoch), total=len(sampler), disable=not progress, leave=False,
+                   desc=f"epoch {epoch + 1}/{config.epochs}")
+        for x, y in bar:
+            if not usable(len(y), world, config.grad_accumulation):
+                continue  # a small trailing batch, skipped by every rank alike
+            stats = adapter.train_step(x, y, lr)
+            b = len(y)
+            seen += b
+            for k, v in stats.items():
+                totals[k] = totals.get(k, 0.0) + float(v) * b
+            bar.set_postfix(loss=f"{totals['loss'] / seen:.3f}")
+        row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, **{k: v / max(seen, 1) for k, v in totals.items()}}
+        if hasattr(adapter, "sync"):
+            adapter.sync()
+        if main and val_set is not None and len(val_set):
+            logits = predict(adapter.forward, val_set.features, config, keys=("logits",))["logits"]
+            rep = classification_report(logits, val_set.labels, val_set.speakers)
+            row.update(val_loss=rep["loss"], val_top1=rep["top1"], val_top5=rep["top5"])
+        row = share(row)
+        key = [row["val_top1"], -row["val_loss"]] if "val_top1" in row else [-row["loss"]]
+        plateau.update(row.get("val_loss", row["loss"]))
+        is_best = best_key is None or key > best_key
+        best_key = key if is_best else best_key
+        history.append(row)
+        meta = {**base, "epoch": epoch + 1, "history": history, "plateau": plateau.to_dict(),
+                "best_key": best_key, "metrics": row}
+        if main:
+            save_checkpoint(paths, meta, adapter.save, adapter.suffix, is_best)
+            write_history(paths.history_csv, history)
+        share(None)  # a barrier: no rank moves on (or resumes) before rank 0's checkpoint is complete
+        if scalar is not None:
+            for k, v in row.items():
+                if k != "epoch":
+                    scalar(k, float(v), epoch + 1)
+        if progress:
+            print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
+                  flush=True)
+        if any(cb(row) for cb in callbacks):
+            break
+    return history
