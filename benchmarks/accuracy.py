@@ -33,7 +33,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -45,7 +44,7 @@ from spkid.training.config import TrainConfig
 from spkid._strict import load_yaml_config
 from spkid.features.api import fbank_from_config  # noqa: E402
 from spkid.training.evaluation import average_posteriors, predict  # noqa: E402
-from spkid.data.sampler import FeatureSet, add_noise, split_holdout  # noqa: E402
+from spkid.data.sampler import FeatureSet, split_holdout  # noqa: E402
 from spkid.training.evaluation import classification_report  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
@@ -69,28 +68,12 @@ FEATURES = {"fsdd": FeatureConfig(sr=8000, n_fft=512, n_mels=40), "libri251": Fe
 NORMALIZE = {"mean": "mean", "meanvar": "meanvar", "none": None}
 
 
-def with_noisy_copies(data: FeatureSet, waves: dict, fc: FeatureConfig, config: TrainConfig) -> FeatureSet:
-    """``data`` plus ``config.noise_copies`` copies of each utterance with white noise at a random SNR
-    (``waves`` maps an utterance id to its waveform)."""
-    if not config.noise_copies:
-        return data
-    rng = np.random.default_rng([config.seed, 17])
-    feats, labels, ids = list(data.features), list(data.labels), list(data.ids)
-    for f_id, label in zip(data.ids, data.labels):
-        for _ in range(config.noise_copies):
-            feats.append(fbank_from_config(add_noise(waves[f_id], rng.uniform(*config.noise_snr), rng), fc))
-            labels.append(label)
-            ids.append(f_id)
-    return FeatureSet(feats, labels, data.speakers, fc, ids)
-
-
 def fsdd_sets(root: Path, fc: FeatureConfig, config: TrainConfig):
     """(train, val, test) FeatureSets of the fsdd protocol; val = 10% of each speaker's training files."""
     name = re.compile(r"(\d)_([a-z]+)_(\d+)\.wav")
     files = sorted(p for p in root.glob("*.wav") if name.fullmatch(p.name))
     speakers = tuple(sorted({name.fullmatch(p.name).group(2) for p in files}))
     parts: dict = {"train": ([], [], []), "test": ([], [], [])}
-    waves = {}
     for p in files:
         _, spk, idx = name.fullmatch(p.name).groups()
         y = load_audio(p, sr=fc.sr, min_duration=0.0)
@@ -98,11 +81,10 @@ def fsdd_sets(root: Path, fc: FeatureConfig, config: TrainConfig):
         part[0].append(fbank_from_config(y, fc))
         part[1].append(speakers.index(spk))
         part[2].append(p.name)
-        waves[p.name] = y
     train = FeatureSet(*parts["train"][:2], speakers, fc, parts["train"][2])
     test = FeatureSet(*parts["test"][:2], speakers, fc, parts["test"][2])
     train, val = split_holdout(train, config.val_fraction, config.seed)
-    return with_noisy_copies(train, waves, fc, config), val, test
+    return train, val, test
 
 
 def libri_sets(root: Path, fc: FeatureConfig, config: TrainConfig, val_seconds: float):
@@ -111,7 +93,6 @@ def libri_sets(root: Path, fc: FeatureConfig, config: TrainConfig, val_seconds: 
     speakers = tuple(sorted({p.name.split("-")[0] for p in files}))
     seg = 3 * fc.sr
     parts: dict = {"train": ([], [], []), "val": ([], [], []), "test": ([], [], [])}
-    waves = {}
 
     def add(split, y, spk, ident):
         parts[split][0].append(fbank_from_config(y, fc))
@@ -131,9 +112,8 @@ def libri_sets(root: Path, fc: FeatureConfig, config: TrainConfig, val_seconds: 
             add("val", train_y[-v:], spk, f"{p.name}#val")
             train_y = train_y[:-v]
         add("train", train_y, spk, p.name)
-        waves[p.name] = train_y
     sets = {k: FeatureSet(*v[:2], speakers, fc, v[2]) if v[0] else None for k, v in parts.items()}
-    return with_noisy_copies(sets["train"], waves, fc, config), sets["val"], sets["test"]
+    return sets["train"], sets["val"], sets["test"]
 
 
 def main(argv=None) -> int:

@@ -19,7 +19,6 @@ cosine scores are averaged (posteriors for the head, as ``accuracy.py`` does). T
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -78,7 +77,7 @@ def main(argv=None) -> int:
     if fc != FEATURES["libri251"]:
         print(f"note: the model's features differ from accuracy.py's libri251 features: {fc}")
     t0 = time.perf_counter()
-    config = dataclasses.replace(embedders[0].config, noise_copies=0)
+    config = embedders[0].config
     train, _, test = libri_sets(args.data / "librispeech-251", fc, config, val_seconds=0.0)
     print(f"libri251: {len(train)} training parts, {len(test)} test segments, {train.n_classes} speakers; "
           f"features {time.perf_counter() - t0:.1f} s; "

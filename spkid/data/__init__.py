@@ -49,10 +49,10 @@ _LAZY = {
     "eval_pieces": "sampler",
     "eval_batches": "sampler",
     "split_holdout": "sampler",
-    "SpeakerProfile": "synthetic",
-    "make_speakers": "synthetic",
-    "synthesize_utterance": "synthetic",
-    "make_corpus": "synthetic",
+    "SpeakerProfile": "synthetic.voices",
+    "make_speakers": "synthetic.voices",
+    "synthesize_utterance": "synthetic.voices",
+    "make_corpus": "synthetic.corpus",
 }
 
 __all__ = list(_LAZY)

@@ -32,9 +32,9 @@ class TrainConfig(StrictConfig):
     Augmentation (all off by default, ``augment_prob`` is the per-example probability of each kind):
     ``gain_db`` adds a random constant to the log-mel features (a gain in dB, converted to the feature's
     log base); ``time_masks``/``freq_masks`` SpecAugment masks (Park et al. 2019) of at most
-    ``time_mask_frames``/``freq_mask_bins`` wide; ``noise_snr`` white noise mixed into waveforms at a
-    random SNR in dB, used where raw audio is at hand (``noise_copies`` noisy copies of each training
-    utterance are added before feature extraction; ignored for pre-computed caches).
+    ``time_mask_frames``/``freq_mask_bins`` wide. (Waveform noise is not a feature-level option: the
+    ``noise_snr``/``noise_copies`` fields of earlier versions were withdrawn because only one benchmark
+    honoured them; checkpoints that carry them at their old defaults still load.)
 
     Scale-out (``spkid.training.distributed``): ``batch_size`` is always the global batch of one optimizer step.
     ``devices="N"`` trains data-parallel on N devices (torch DistributedDataParallel under torchrun, keras
@@ -72,8 +72,6 @@ class TrainConfig(StrictConfig):
     time_mask_frames: int = 20
     freq_masks: int = 0
     freq_mask_bins: int = 5
-    noise_snr: tuple[float, float] | None = None
-    noise_copies: int = 0
     val_fraction: float = 0.0  # part of the training utterances held out for validation (0 = none)
     eval_mode: typing.Literal["full", "windows"] = "full"
     window_frames: int = 300
@@ -107,14 +105,13 @@ class TrainConfig(StrictConfig):
         need(0.0 <= self.label_smoothing < 1.0, f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         need(0.0 <= self.augment_prob <= 1.0, f"augment_prob must be in [0, 1], got {self.augment_prob}")
         need(0.0 <= self.val_fraction < 1.0, f"val_fraction must be in [0, 1), got {self.val_fraction}")
-        for key in ("gain_db", "noise_snr"):
+        for key in ("gain_db",):
             rng = getattr(self, key)
             need(rng is None or (rng[0] <= rng[1] and all(math.isfinite(v) for v in rng)),
                  f"{key} must be a (low, high) range with low <= high, got {rng}")
-        for key in ("time_masks", "freq_masks", "noise_copies", "num_workers", "seed"):
+        for key in ("time_masks", "freq_masks", "num_workers", "seed"):
             need(getattr(self, key) >= 0, f"{key} must be >= 0, got {getattr(self, key)}")
         need(self.time_mask_frames >= 1 and self.freq_mask_bins >= 1, "mask widths must be >= 1")
-        need(self.noise_copies == 0 or self.noise_snr is not None, "noise_copies > 0 needs a noise_snr range")
         need(self.hop_frames <= self.window_frames,
              f"hop_frames ({self.hop_frames}) must be <= window_frames ({self.window_frames})")
         need(self.devices == "auto" or self.devices in ("cpu", "gpu") or self.devices.startswith("cuda")
@@ -131,3 +128,19 @@ class TrainConfig(StrictConfig):
     def augments(self) -> bool:
         """Whether any on-line feature augmentation is switched on."""
         return self.augment_prob > 0 and (self.gain_db is not None or self.time_masks > 0 or self.freq_masks > 0)
+
+    @classmethod
+    def from_dict(cls, data=None, **overrides):
+        """:meth:`StrictConfig.from_dict`, also reading configs written before ``noise_snr`` and
+        ``noise_copies`` were withdrawn: at their old defaults they are dropped, otherwise refused."""
+        if isinstance(data, dict) and _WITHDRAWN.keys() & data.keys():
+            for key, default in _WITHDRAWN.items():
+                if key in data and data[key] != default:
+                    raise ConfigError(f"TrainConfig.{key} was withdrawn (waveform noise augmentation is not a "
+                                      f"TrainConfig option); remove it (got {data[key]!r})")
+            data = {k: v for k, v in data.items() if k not in _WITHDRAWN}
+        return super().from_dict(data, **overrides)
+
+
+# Fields of earlier versions and the value at which old checkpoints and YAML files still load.
+_WITHDRAWN = {"noise_snr": None, "noise_copies": 0}

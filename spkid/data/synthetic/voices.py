@@ -1,4 +1,4 @@
-"""A built-in synthetic speech corpus: a source-filter voice synthesiser (numpy/scipy only, no download).
+"""Synthetic voices for the built-in demo corpus: a source-filter synthesiser (numpy/scipy only, no download).
 
 What it is
 ----------
@@ -37,16 +37,13 @@ accuracy figures come from real recordings (``../shared/data``), never from this
 from __future__ import annotations
 
 import dataclasses
-import io
-import os
-from pathlib import Path
 
 import numpy as np
 import scipy.signal
 
 from spkid.errors import ConfigError
 
-__all__ = ["SpeakerProfile", "make_speakers", "synthesize_utterance", "make_corpus"]
+__all__ = ["SpeakerProfile", "make_speakers", "synthesize_utterance"]
 
 # Vowel formants F1-F3 in Hz (Peterson & Barney 1952, adult male averages).
 _VOWELS = {
@@ -348,59 +345,3 @@ def synthesize_utterance(
     y = y / rms + rng.standard_normal(n) * 10.0 ** (-snr / 20.0)
     y *= 10.0 ** (rng.uniform(-26.0, -18.0) / 20.0)
     return np.clip(y, -1.0, 1.0).astype(np.float32)
-
-
-# --------------------------------------------------------------------------------------------- corpus
-def _write_wav(path: Path, y: np.ndarray, sr: int) -> None:
-    """16-bit PCM WAV, written atomically."""
-    import soundfile as sf
-
-    from spkid.fileio import atomic_write_bytes
-
-    buf = io.BytesIO()
-    sf.write(buf, y, sr, format="WAV", subtype="PCM_16")
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def make_corpus(
-    out_dir: str | os.PathLike,
-    n_speakers: int = 8,
-    utterances_per_speaker: int = 24,
-    sr: int = 16000,
-    seed: int = 0,
-    *,
-    duration: tuple[float, float] = (1.5, 3.0),
-    spread: float = 1.5,
-    channel_db: float = 6.0,
-    progress: bool = False,
-) -> list[Path]:
-    """Write a folder-per-speaker corpus ``out_dir/spkNN/spkNN_UUU.wav`` (16-bit mono WAV) and return
-    the paths (sorted). Deterministic for a given ``seed``; existing files are overwritten.
-
-    ``duration`` is the (min, max) utterance length in seconds; ``spread`` and ``channel_db`` tune how
-    far apart speakers are and how much each recording is coloured (see :func:`make_speakers`,
-    :func:`synthesize_utterance`).
-    """
-    if utterances_per_speaker < 1:
-        raise ConfigError(f"utterances_per_speaker must be >= 1, got {utterances_per_speaker}")
-    lo, hi = duration
-    if not 0.3 <= lo <= hi:
-        raise ConfigError(f"duration must be a (min, max) range with 0.3 <= min <= max, got {duration}")
-    out = Path(out_dir)
-    speakers = make_speakers(n_speakers, seed=seed, spread=spread)
-    jobs = [(p, j) for p in speakers for j in range(utterances_per_speaker)]
-    if progress:
-        from tqdm.auto import tqdm
-
-        jobs = tqdm(jobs, desc="synthesising", unit="utt")
-    paths = []
-    for prof, j in jobs:
-        rng = np.random.default_rng([seed, int(prof.name[3:]), j])
-        y = synthesize_utterance(prof, sr=sr, duration=float(rng.uniform(lo, hi)), seed=rng,
-                                 channel_db=channel_db)
-        folder = out / prof.name
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{prof.name}_{j:03d}.wav"
-        _write_wav(path, y, sr)
-        paths.append(path)
-    return sorted(paths)
