@@ -15,7 +15,7 @@ import typing
 from pathlib import Path
 from typing import Any, Mapping
 
-from .errors import ConfigError
+from spkid.errors import ConfigError
 
 __all__ = ["StrictConfig", "load_yaml_config", "round_half_up"]
 
@@ -84,8 +84,14 @@ class StrictConfig:
                 raise ConfigError(
                     f"{type(self).__name__}.{f.name}: expected {_type_name(tp)}, got {value!r}"
                 )
-            object.__setattr__(self, f.name, _coerce(value, tp))
-        self.validate()
+            try:
+                object.__setattr__(self, f.name, _coerce(value, tp))
+            except OverflowError:  # e.g. an int too large for a float field
+                raise ConfigError(f"{type(self).__name__}.{f.name}: {value!r:.60} is out of range") from None
+        try:
+            self.validate()
+        except ArithmeticError as exc:  # overflow (or decimal.InvalidOperation) computing from huge values
+            raise ConfigError(f"{type(self).__name__}: impossible values ({type(exc).__name__}: {exc})") from None
 
     def validate(self) -> None:  # pragma: no cover - overridden
         """Raise ConfigError on impossible values. Called after type checks."""
@@ -96,13 +102,14 @@ class StrictConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None = None, **overrides: Any):
-        """Build from a mapping; unknown keys raise ConfigError listing the valid ones."""
+        """Build from a mapping (None: the defaults); anything else, unknown keys, wrong types and impossible
+        values raise ConfigError naming the class (and the valid keys, for unknown ones)."""
+        if data is not None and not isinstance(data, Mapping):
+            raise ConfigError(f"{cls.__name__}: expected a mapping of field values, got {type(data).__name__}")
         merged = dict(data or {})
         merged.update(overrides)
-        if not isinstance(merged, Mapping):
-            raise ConfigError(f"{cls.__name__}: expected a mapping, got {type(data).__name__}")
         valid = cls.field_names()
-        unknown = sorted(set(merged) - set(valid))
+        unknown = sorted(set(merged) - set(valid), key=repr)
         if unknown:
             raise ConfigError(
                 f"{cls.__name__}: unknown key(s) {', '.join(map(repr, unknown))}; "
@@ -153,7 +160,7 @@ def load_yaml_config(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping (safe loader) and return it; errors name the file."""
     import yaml
 
-    from .fileio import read_file_bytes
+    from spkid.fileio import read_file_bytes
 
     p = Path(path)
     try:

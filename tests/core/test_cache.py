@@ -8,16 +8,17 @@ import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from spkid.data.cache import FeatureCache, build_cache, entry_path, in_shard, load_entry, merge_caches, verify_cache
+from spkid.data.cache import FeatureCache, build_cache, entry_path, in_shard, merge_caches, verify_cache
 from spkid.features.config import FeatureConfig
 from spkid.errors import CacheError
 from spkid.features.api import extract_features
-from spkid.data.splits import LabelMap, Manifest, load_dataset, write_manifest
+from spkid.data.labels import LabelMap
+from spkid.data.manifest import Manifest, write_manifest
+from spkid.data.layouts.registry import load_dataset
 
 CONFIG = FeatureConfig(sr=8000, n_fft=256)
 
@@ -107,7 +108,7 @@ def test_two_concurrent_builders_share_one_cache(manifest20, tmp_path):
     code = (  # both processes import, say they are ready, then start together when "go" appears
         "import json, os, sys, time\n"
         "from spkid.data.cache import build_cache\nfrom spkid.features.config import FeatureConfig\n"
-        "from spkid.data.splits import read_manifest\n"
+        "from spkid.data.manifest import read_manifest\n"
         "m = read_manifest(sys.argv[1])\nopen(sys.argv[3] + str(os.getpid()), 'w').close()\n"
         "while not os.path.exists(sys.argv[4]): time.sleep(0.001)\n"
         f"r = build_cache(m, sys.argv[2], FeatureConfig(**{CONFIG.to_dict()!r}), progress=False)\n"

@@ -1,4 +1,5 @@
-"""spkid.data.sampler: seeded crops, repeat-padding, augmentation, evaluation pieces and batches."""
+"""spkid.data.sampler and spkid.data.featuresets: seeded crops, repeat-padding, augmentation, evaluation pieces and
+batches, feature sets and their hold-out split."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,7 +11,8 @@ from spkid.features.config import FeatureConfig
 from spkid.training.config import TrainConfig
 from spkid.errors import FeatureError
 from spkid.training.evaluation import average_posteriors, predict
-from spkid.data.sampler import FeatureSet, TrainSampler, add_noise, augment_features, eval_batches, eval_pieces, repeat_pad, split_holdout
+from spkid.data.featuresets import FeatureSet, split_holdout
+from spkid.data.sampler import TrainSampler, add_noise, augment_features, eval_batches, eval_pieces, repeat_pad
 
 
 def numbered(lengths, n_mels=3, n_classes=2) -> FeatureSet:

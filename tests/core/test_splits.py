@@ -1,6 +1,8 @@
-"""spkid.data.splits: every dataset layout on small fake trees, seeded splits, manifests, label maps."""
+"""spkid.data.manifest, spkid.data.splitting, spkid.data.labels and spkid.data.layouts: every dataset layout on small
+fake trees, seeded splits, manifests, label maps."""
 from __future__ import annotations
 
+import pkgutil
 import shutil
 from pathlib import Path
 
@@ -8,8 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import spkid.data.layouts as layouts_pkg
 from spkid.errors import SplitError
-from spkid.data.splits import LabelMap, Manifest, Utterance, assign_splits, check_closed_set, detect_layout, load_dataset, parse_iden_split, read_manifest, split_by, split_by_regex, write_manifest
+from spkid.data.labels import LabelMap
+from spkid.data.layouts.base import Layout, register_layout, registered_layouts
+from spkid.data.layouts.registry import LAYOUTS, detect_layout, load_dataset
+from spkid.data.layouts.voxceleb import parse_iden_split
+from spkid.data.manifest import AUDIO_EXTENSIONS, Manifest, Utterance, read_manifest, write_manifest
+from spkid.data.splitting import assign_splits, check_closed_set, split_by, split_by_regex
 
 
 def touch(root: Path, *relpaths: str) -> None:
@@ -139,6 +147,32 @@ def test_auto_detection_failure_says_what_was_looked_for(tmp_path):
     assert str(tmp_path) in msg
     for looked_for in ("iden_split.txt", "wav48", "voxceleb", "folders", "pattern"):
         assert looked_for in msg
+
+
+def test_auto_detection_message_is_unchanged_by_the_registry(tmp_path):
+    touch(tmp_path, "notes.txt")
+    with pytest.raises(SplitError) as err:
+        detect_layout(tmp_path)
+    assert err.value.problem == (
+        "no known dataset layout found: looked for iden_split.txt (voxceleb1-split), wav48/ or "
+        "wav48_silence_trimmed/ (vctk), wav/, aac/ or idNNNNN/ folders (voxceleb), flat files named like "
+        f"fsdd or librispeech (pattern), and sub-folders holding audio ({', '.join(AUDIO_EXTENSIONS)}) "
+        "(folders); pass layout='pattern' with a regex for other names"
+    )
+    with pytest.raises(SplitError, match="not found"):
+        detect_layout(tmp_path / "absent")
+
+
+def test_every_layout_module_registers_its_layouts():
+    """Each module of spkid.data.layouts (but the registry machinery) registers at least one layout, and
+    the registry knows them all, in detection order: adding a layout is adding a module."""
+    modules = {m.name for m in pkgutil.iter_modules(layouts_pkg.__path__)} - {"base", "registry"}
+    assert modules == {"manifest_file", "voxceleb", "vctk", "folders", "pattern"}
+    by_module = {lay.load.__module__.rsplit(".", 1)[-1] for lay in registered_layouts()}
+    assert by_module == modules
+    assert LAYOUTS == ("auto", "manifest", "voxceleb1-split", "vctk", "voxceleb", "pattern", "folders")
+    with pytest.raises(ValueError, match="registered by"):
+        register_layout(Layout("vctk", lambda root, options: Manifest(root, ())))
 
 
 # ---------------------------------------------------------------------------------------------- splits

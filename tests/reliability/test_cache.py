@@ -3,6 +3,7 @@ kill -9 in the middle of a build."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pickle
 import shutil
@@ -14,13 +15,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spkid.data.cache import FORMAT_VERSION, MAGIC, FeatureCache, build_cache, dump_entry, load_entry, restricted_loads, verify_cache
+from spkid.data.entries import FORMAT_VERSION, MAGIC, dump_entry, load_entry, restricted_loads
+from spkid.data.cache import FeatureCache, build_cache, entry_path, merge_caches, verify_cache
 from spkid.features.config import FeatureConfig
 from spkid.errors import CacheError
-from spkid.data.splits import Manifest, Utterance, load_dataset, write_manifest
+from spkid.data.manifest import Manifest, Utterance, write_manifest
+from spkid.data.layouts.registry import load_dataset
 
 CONFIG = FeatureConfig(sr=8000, n_fft=256)
 
@@ -128,7 +132,7 @@ def test_memory_bombs_fail_fast_within_a_small_address_space():
     code = (
         "import resource, sys\n"
         "resource.setrlimit(resource.RLIMIT_AS, (1_500_000_000, 1_500_000_000))\n"
-        "from spkid.data.cache import restricted_loads\nfrom spkid.errors import CacheError\n"
+        "from spkid.data.entries import restricted_loads\nfrom spkid.errors import CacheError\n"
         "for blob in map(bytes.fromhex, sys.argv[1:]):\n"
         "    try:\n        print('loaded', restricted_loads(blob))\n"
         "    except CacheError as exc:\n        print('refused', exc)\n"
@@ -170,6 +174,72 @@ def test_not_a_cache(tmp_path):
     (tmp_path / "cache.json").write_text('{"format": "spkid-feature-cache", "format_version": 1, "feature_config": {"n_mel": 3}}')
     with pytest.raises(CacheError, match="n_mel"):
         FeatureCache(tmp_path)
+
+
+HEADER_OK = {"format": "spkid-feature-cache", "format_version": 1}
+BAD_FEATURE_CONFIGS = [  # (feature_config in cache.json, words the CacheError must contain)
+    ("16k", ["feature_config", "FeatureConfig", "mapping", "str"]),
+    ([["sr", 8000]], ["feature_config", "FeatureConfig", "mapping", "list"]),
+    (8000, ["feature_config", "FeatureConfig", "int"]),
+    ({"sr": "8000"}, ["feature_config", "FeatureConfig.sr", "expected int"]),
+    ({"sr": 8000.5}, ["FeatureConfig.sr"]),
+    ({"n_mels": None}, ["FeatureConfig.n_mels"]),
+    ({"frame_length": 10**400}, ["FeatureConfig.frame_length", "out of range"]),
+    ({"sr": 10**400}, ["FeatureConfig"]),
+    ({"frame_shift": 1e308}, ["FeatureConfig"]),
+    ({"1": 2, "sr": 8000, "n_mel": 3}, ["unknown key", "'n_mel'"]),
+    (None, ["no feature_config"]),
+]
+
+
+@pytest.mark.parametrize("config,words", BAD_FEATURE_CONFIGS, ids=[repr(c)[:30] for c, _ in BAD_FEATURE_CONFIGS])
+def test_malformed_cache_header_is_a_cache_error_naming_the_file(tmp_path, config, words):
+    """Whatever ``feature_config`` holds, every reader of the header says CacheError (never a raw
+    ValueError/TypeError/OverflowError) with the path of cache.json."""
+    header = dict(HEADER_OK, **({} if config is None else {"feature_config": config}))
+    (tmp_path / "cache.json").write_text(json.dumps(header))
+    manifest = Manifest(tmp_path, (Utterance("a/1.wav", "a"),))
+    for read in (FeatureCache, lambda d: verify_cache(d, manifest),
+                 lambda d: build_cache(manifest, d, CONFIG, progress=False),
+                 lambda d: merge_caches(tmp_path / "merged", [d], manifest)):
+        with pytest.raises(CacheError) as err:
+            read(tmp_path)
+        msg = str(err.value)
+        assert str(tmp_path / "cache.json") in msg, msg
+        assert all(w in msg for w in words), msg
+
+
+def test_entry_whose_feature_config_is_not_plain_is_refused(tmp_path):
+    """An entry (valid checksum) whose feature_config holds an array or odd keys is a CacheError when
+    loaded, verified or rebuilt over: comparing it with the cache's config must never raise."""
+    fsdd = tmp_path / "data"
+    fsdd.mkdir()
+    (fsdd / "a").mkdir()
+    sf.write(fsdd / "a" / "1.wav", np.sin(np.arange(8000) / 3.0).astype(np.float32) * 0.3, 8000)
+    manifest = Manifest(fsdd, (Utterance("a/1.wav", "a"),))
+    cache_dir = tmp_path / "cache"
+    assert build_cache(manifest, cache_dir, CONFIG, progress=False).built == 1
+    path = entry_path(cache_dir, "a/1.wav")
+    for bad in ({**CONFIG.to_dict(), "sr": np.array([8000, 8000])}, {1: 2}, {"sr": {"x": 1}}, [1, 2]):
+        dump_entry(path, {**_entry(np.ones((3, 40), np.float32)), "source": "a/1.wav", "feature_config": bad})
+        with pytest.raises(CacheError, match="malformed source or feature_config") as err:
+            FeatureCache(cache_dir).load("a/1.wav")
+        assert str(path) in str(err.value)
+        report = verify_cache(cache_dir)
+        assert report.valid == 0 and [p for p, _ in report.corrupt] == ["a/1.wav"]
+    assert build_cache(manifest, cache_dir, CONFIG, progress=False).built == 1  # rebuilt over the bad one
+    assert FeatureCache(cache_dir).load("a/1.wav").shape[1] == CONFIG.n_mels
+
+
+def test_entry_built_with_an_unusable_config_says_so(tmp_path):
+    """A plain but invalid feature_config in an entry is reported as another config, not a ConfigError."""
+    (tmp_path / "cache.json").write_text(json.dumps(dict(HEADER_OK, feature_config=CONFIG.to_dict())))
+    (tmp_path / "manifest.txt").write_text("train a a.wav\n")
+    dump_entry(entry_path(tmp_path, "a.wav"), {**_entry(np.ones((3, 40), np.float32)),
+                                               "feature_config": {"n_mel": 3}})
+    with pytest.raises(CacheError, match="another feature config") as err:
+        FeatureCache(tmp_path).load("a.wav")
+    assert "unusable feature_config" in str(err.value) and "n_mel" in str(err.value)
 
 
 def _prepare(*args: str, **kw):

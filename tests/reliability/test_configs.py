@@ -2,6 +2,8 @@
 config class and the field -- from Python, from YAML files and from the command line (exit 2, no traceback)."""
 from __future__ import annotations
 
+import types
+
 import pytest
 
 from spkid.app.cli import main
@@ -43,6 +45,38 @@ def test_feature_config_rejects(bad, words):
         FeatureConfig.from_dict(bad)
     for w in words:
         assert w in str(err.value)
+
+
+NOT_MAPPINGS = ["16k", b"sr", [["sr", 8000]], ("sr", 8000), 8000, 8000.0, True, {"sr", "n_mels"}]
+
+
+@pytest.mark.parametrize("cls", [FeatureConfig, TrainConfig, ModelSpec, VGGSpec])
+@pytest.mark.parametrize("data", NOT_MAPPINGS, ids=[type(d).__name__ for d in NOT_MAPPINGS])
+def test_from_dict_on_a_non_mapping_names_the_class_and_the_type(cls, data):
+    """Not a mapping (a string, a list of pairs, a number...) is a ConfigError, never a raw ValueError or
+    TypeError from ``dict(data)`` -- and a list of pairs is not silently taken for a mapping."""
+    with pytest.raises(ConfigError) as err:
+        cls.from_dict(data)
+    msg = str(err.value)
+    assert cls.__name__ in msg and "mapping" in msg and type(data).__name__ in msg, msg
+
+
+@pytest.mark.parametrize("bad,words", [
+    ({"frame_length": 10**400}, ["FeatureConfig.frame_length", "out of range"]),  # int -> float overflows
+    ({"sr": 10**400}, ["FeatureConfig", "OverflowError"]),  # overflows inside validate()
+    ({"frame_shift": 1e308}, ["FeatureConfig", "impossible values"]),  # hop of inf samples
+    ({1: 2, "b": 3}, ["unknown key", "1", "'b'"]),  # keys that do not sort together
+], ids=["int-overflow", "validate-overflow", "inf-hop", "mixed-keys"])
+def test_from_dict_never_leaks_arithmetic_or_type_errors(bad, words):
+    with pytest.raises(ConfigError) as err:
+        FeatureConfig.from_dict(bad)
+    assert all(w in str(err.value) for w in words), str(err.value)
+
+
+def test_from_dict_none_and_empty_mean_defaults():
+    assert FeatureConfig.from_dict(None) == FeatureConfig.from_dict({}) == FeatureConfig()
+    assert FeatureConfig.from_dict(None, n_mels=64).n_mels == 64
+    assert FeatureConfig.from_dict(types.MappingProxyType({"n_mels": 64})).n_mels == 64  # any Mapping
 
 
 TRAIN_BAD = [

@@ -8,7 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spkid.errors import SplitError
-from spkid.data.splits import LabelMap, Manifest, Utterance, load_dataset, parse_iden_split, read_manifest, write_manifest
+from spkid.data.labels import LabelMap
+from spkid.data.manifest import Manifest, Utterance, read_manifest, write_manifest
+from spkid.data.layouts.registry import load_dataset
+from spkid.data.layouts.voxceleb import parse_iden_split
 
 GOOD_IDEN = "1 id10001/v/00001.wav\n"
 GOOD_MANIFEST = "train a a/1.wav\n"
