@@ -1,4 +1,5 @@
-"""Embeddings to names: k-nearest-neighbour speaker search and enrolment galleries.
+"""Embeddings to names: k-nearest-neighbour speaker search (``index``) and enrolment galleries
+(``gallery``; their file format in ``storage``, their binding to a model in ``binding``).
 
 Public names are imported lazily: ``import spkid.search`` stays cheap.
 """
@@ -15,10 +16,10 @@ _LAZY = {
     "Identification": "gallery",
     "Match": "gallery",
     "Neighbour": "gallery",
-    "open_gallery": "gallery",
-    "check_gallery": "gallery",
-    "gallery_metadata": "gallery",
-    "fingerprint": "gallery",
+    "open_gallery": "binding",
+    "check_gallery": "binding",
+    "gallery_metadata": "binding",
+    "fingerprint": "binding",
 }
 
 __all__ = list(_LAZY)

@@ -7,20 +7,13 @@ lists the closest enrolment utterances, and answers *unknown* when the best scor
 threshold (open-set identification). :meth:`Gallery.pick_threshold` chooses that threshold at the
 equal-error-rate point of a labelled set.
 
-On disk a gallery is two files written atomically: ``NAME.npz`` (arrays only, read with
-``allow_pickle=False``) and ``NAME.json`` (speaker names, utterance ids, dimension, threshold, the
-caller's model/feature metadata, a format version and the sha256 of the npz). Loading checks all of
-it and raises :class:`~spkid.errors.GalleryError` naming the file on any problem.
+On disk a gallery is a ``NAME.npz`` + ``NAME.json`` pair (:mod:`spkid.search.storage`); binding it to
+the model that made its embeddings is :mod:`spkid.search.binding`.
 """
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import io
-import json
-import math
 import os
-import zipfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -29,15 +22,11 @@ import numpy as np
 from spkid.errors import GalleryError
 from spkid.metrics import compute_eer
 from spkid.search.index import SpeakerIndex, as_embeddings, l2_normalize
-from spkid.fileio import atomic_write_bytes, read_file_bytes, read_json_file
+from spkid.search.storage import canonical_json, gallery_paths, read_gallery, write_gallery
 
-__all__ = ["Gallery", "Identification", "Match", "Neighbour", "UNKNOWN", "FORMAT_VERSION",
-           "open_gallery", "check_gallery", "gallery_metadata", "fingerprint"]
+__all__ = ["Gallery", "Identification", "Match", "Neighbour", "UNKNOWN"]
 
-FORMAT = "spkid-gallery"
-FORMAT_VERSION = 1
 UNKNOWN = "unknown"
-_ARRAYS = {"embeddings": 2, "labels": 1, "centroids": 2, "counts": 1}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +36,10 @@ class Match:
     speaker: str
     score: float
 
+    def to_dict(self) -> dict:
+        """``{"speaker", "score"}``, JSON-ready."""
+        return {"speaker": self.speaker, "score": self.score}
+
 
 @dataclasses.dataclass(frozen=True)
 class Neighbour:
@@ -55,6 +48,10 @@ class Neighbour:
     speaker: str
     utterance: str
     score: float
+
+    def to_dict(self) -> dict:
+        """``{"speaker", "utterance", "score"}``, JSON-ready."""
+        return {"speaker": self.speaker, "utterance": self.utterance, "score": self.score}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +77,14 @@ class Identification:
     def label(self) -> str:
         """The speaker's name, or ``"unknown"``."""
         return UNKNOWN if self.speaker is None else self.speaker
+
+    def to_dict(self) -> dict:
+        """The JSON form of ``spkid identify --json`` results and of the service's ``/identify``:
+        ``{"speaker": name or "unknown", "score", "unknown", "threshold", "candidates": [{"speaker",
+        "score"}], "neighbours": [{"speaker", "utterance", "score"}]}``."""
+        return {"speaker": self.label, "score": self.score, "unknown": self.is_unknown,
+                "threshold": self.threshold, "candidates": [m.to_dict() for m in self.candidates],
+                "neighbours": [n.to_dict() for n in self.neighbours]}
 
 
 class Gallery:
@@ -175,8 +180,6 @@ class Gallery:
         self._index = None
         return self
 
-    add = enroll  # the name used in the cross-module contract
-
     def remove(self, name: str) -> None:
         """Forget speaker ``name`` and all their utterances."""
         self._check_name(name, enrolled=True)
@@ -258,240 +261,32 @@ class Gallery:
         return self.threshold, eer
 
     # ------------------------------------------------------------------ persistence
-    @staticmethod
-    def paths(path: str | os.PathLike) -> tuple[Path, Path]:
-        """``(json, npz)`` paths of a gallery saved as ``path`` (with or without either suffix)."""
-        p = Path(path)
-        if p.suffix in (".json", ".npz"):
-            p = p.with_suffix("")
-        return p.parent / f"{p.name}.json", p.parent / f"{p.name}.npz"
-
     def save(self, path: str | os.PathLike) -> Path:
-        """Write ``NAME.npz`` then ``NAME.json`` atomically; returns the json path."""
-        jpath, npath = self.paths(path)
+        """Write ``NAME.npz`` then ``NAME.json`` atomically (:func:`~spkid.search.storage.write_gallery`);
+        returns the json path."""
         names = self.speakers
         if not names:
-            raise GalleryError("refusing to save an empty gallery", path=jpath)
-        arrays = {
-            "embeddings": np.concatenate([self._emb[s] for s in names]),
-            "labels": np.repeat(np.arange(len(names), dtype=np.int64), [len(self._ids[s]) for s in names]),
-            "centroids": self.centroids(),
-            "counts": np.array([len(self._ids[s]) for s in names], dtype=np.int64),
-        }
-        buf = io.BytesIO()
-        np.savez(buf, **arrays)
-        data = buf.getvalue()
-        header = {
-            "format": FORMAT,
-            "version": FORMAT_VERSION,
-            "npz": npath.name,
-            "npz_sha256": hashlib.sha256(data).hexdigest(),
-            "dim": self._dim,
-            "n_utterances": int(arrays["labels"].size),
-            "speakers": names,
-            "utterance_ids": [self._ids[s] for s in names],
-            "threshold": self.threshold,
-            "metadata": self.metadata,
-        }
-        try:
-            header["header_sha256"] = _header_digest(header)
-            text = json.dumps(header, indent=1, sort_keys=True, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise GalleryError(f"metadata is not JSON-serialisable: {exc}", path=jpath) from None
-        jpath.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(npath, data)
-        atomic_write_bytes(jpath, text.encode("utf-8"))
-        return jpath
+            raise GalleryError("refusing to save an empty gallery", path=gallery_paths(path)[0])
+        return write_gallery(path, [(s, self._emb[s], self._ids[s]) for s in names], self.centroids(),
+                             self.threshold, self.metadata)
 
     @classmethod
     def load(cls, path: str | os.PathLike, expected_metadata: Mapping[str, Any] | None = None) -> "Gallery":
-        """Read a gallery written by :meth:`save`, checking everything.
+        """Read a gallery written by :meth:`save`, checking everything
+        (:func:`~spkid.search.storage.read_gallery`).
 
         ``expected_metadata``: keys whose stored values must match (e.g. the model and feature
         config of the embedder about to be used); a mismatch raises GalleryError showing both.
         """
-        jpath, npath = cls.paths(path)
-        header = _read_header(jpath)
-        npath = jpath.parent / header["npz"]
-        arrays = _read_arrays(npath, header["npz_sha256"])
+        jpath, header, speakers = read_gallery(path)
         gallery = cls(header["metadata"], header["threshold"])
-        for name, emb, ids in _check_contents(header, arrays, npath, jpath):
+        for name, emb, ids in speakers:
             gallery._emb[name], gallery._ids[name] = emb, ids
         gallery._dim = header["dim"]
         for key, want in (expected_metadata or {}).items():
             have = gallery.metadata.get(key, "<missing>")
-            if _canonical(have) != _canonical(want):
+            if canonical_json(have) != canonical_json(want):
                 raise GalleryError(
                     f"metadata {key!r} mismatch: gallery has {have!r}, expected {want!r}", path=jpath
                 )
         return gallery
-
-
-def _header_digest(header: Mapping[str, Any]) -> str:
-    """sha256 of the header's canonical JSON without its own digest field (so edits are detected)."""
-    body = {k: v for k, v in header.items() if k != "header_sha256"}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, allow_nan=False).encode("utf-8")).hexdigest()
-
-
-def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
-
-
-def _read_header(jpath: Path) -> dict:
-    header = read_json_file(jpath, "gallery file", GalleryError)
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise GalleryError(f"not a spkid gallery (format is not {FORMAT!r})", path=jpath)
-    if header.get("version") != FORMAT_VERSION:
-        raise GalleryError(
-            f"unsupported gallery version {header.get('version')!r} (this spkid reads {FORMAT_VERSION})",
-            path=jpath,
-        )
-    types = {"header_sha256": str, "npz": str, "npz_sha256": str, "dim": int, "n_utterances": int, "speakers": list,
-             "utterance_ids": list, "metadata": dict}
-    for key, tp in types.items():
-        if not isinstance(header.get(key), tp) or isinstance(header.get(key), bool):
-            raise GalleryError(f"header field {key!r} missing or not a {tp.__name__}", path=jpath)
-    thr = header.get("threshold")
-    if "threshold" not in header or (thr is not None and not (isinstance(thr, (int, float)) and math.isfinite(thr))):
-        raise GalleryError(f"header field 'threshold' must be a finite number or null, got {thr!r}", path=jpath)
-    if Path(header["npz"]).name != header["npz"]:
-        raise GalleryError(f"header field 'npz' must be a bare file name, got {header['npz']!r}", path=jpath)
-    try:
-        digest = _header_digest(header)
-    except (TypeError, ValueError) as exc:
-        raise GalleryError(f"gallery header is not canonical JSON: {exc}", path=jpath) from None
-    if digest != header["header_sha256"]:
-        raise GalleryError(
-            f"header checksum mismatch (header edited or corrupt): it says sha256 {header['header_sha256']}, "
-            f"its content hashes to {digest}",
-            path=jpath,
-        )
-    return header
-
-
-def _read_arrays(npath: Path, sha256: str) -> dict[str, np.ndarray]:
-    data = read_file_bytes(npath, "gallery array file", GalleryError)
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != sha256:
-        raise GalleryError(
-            f"checksum mismatch (file modified or truncated): header says sha256 {sha256}, file has {digest}",
-            path=npath,
-        )
-    try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-        raise GalleryError(f"corrupt gallery arrays: {exc}", path=npath) from None
-    if set(arrays) != set(_ARRAYS):
-        raise GalleryError(f"expected arrays {sorted(_ARRAYS)}, found {sorted(arrays)}", path=npath)
-    for key, ndim in _ARRAYS.items():
-        a = arrays[key]
-        kind = "f" if ndim == 2 else "i"
-        if a.ndim != ndim or a.dtype.kind != kind:
-            raise GalleryError(f"array {key!r} has shape {a.shape} dtype {a.dtype}; expected {ndim}-D "
-                               f"{'float' if kind == 'f' else 'int'}", path=npath)
-    return arrays
-
-
-def _check_contents(header: dict, arrays: dict[str, np.ndarray], npath: Path, jpath: Path):
-    """Yield (speaker, normalised embeddings, ids) after checking arrays against the header."""
-    names, ids = header["speakers"], header["utterance_ids"]
-    emb, labels, counts, cents = arrays["embeddings"], arrays["labels"], arrays["counts"], arrays["centroids"]
-    s, n, d = len(names), header["n_utterances"], header["dim"]
-    if not all(isinstance(x, str) and x for x in names) or len(set(names)) != s or names != sorted(names):
-        raise GalleryError("header 'speakers' must be distinct, sorted, non-empty names", path=jpath)
-    if emb.shape != (n, d) or cents.shape != (s, d) or labels.shape != (n,) or counts.shape != (s,):
-        raise GalleryError(
-            f"array shapes embeddings {emb.shape}, centroids {cents.shape}, labels {labels.shape}, "
-            f"counts {counts.shape} do not match header: {s} speakers, {n} utterances, dim {d}",
-            path=npath,
-        )
-    if not (np.isfinite(emb).all() and np.isfinite(cents).all()):
-        bad = np.flatnonzero(~np.isfinite(emb).all(axis=1))[:5].tolist()
-        raise GalleryError(f"non-finite values (NaN/inf) in embeddings rows {bad} or centroids", path=npath)
-    if n and (labels.min() < 0 or labels.max() >= s or (np.diff(labels) < 0).any()):
-        raise GalleryError(f"labels must be sorted speaker indices in [0, {s})", path=npath)
-    if not np.array_equal(np.bincount(labels, minlength=s), counts) or (counts < 1).any():
-        raise GalleryError("label counts do not match the stored per-speaker counts", path=npath)
-    if len(ids) != s or [len(u) for u in ids] != counts.tolist():
-        raise GalleryError("header 'utterance_ids' do not match the per-speaker counts", path=jpath)
-    emb = emb.astype(np.float32)
-    if not np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-3):
-        raise GalleryError("stored embeddings are not unit-norm", path=npath)
-    start = 0
-    for i, (name, c) in enumerate(zip(names, counts.tolist())):
-        part = emb[start : start + c]
-        if not np.allclose(part.mean(axis=0), cents[i], atol=1e-4):
-            raise GalleryError(f"centroid of {name!r} does not match its embeddings", path=npath)
-        yield name, part, [str(u) for u in ids[i]]
-        start += c
-
-
-# ------------------------------------------------------------------ binding a gallery to its model
-# A gallery records how its embeddings were made (model name, spec, feature config and a *fingerprint*:
-# the model's unit embedding of a fixed pseudo-random input, which identifies the trained weights across
-# backends and export formats), so embeddings from different spaces never mix.
-CHECKED_KEYS = ("feature_config", "model", "spec")  # must equal the model's when the gallery has them
-FINGERPRINT_FRAMES = 200
-FINGERPRINT_MIN_COSINE = 0.999  # same weights agree to ~1e-5 across torch / keras / onnx
-
-
-def fingerprint(embedder) -> list[float]:
-    """(E,) unit embedding of a fixed pseudo-random (200, n_mels) input, rounded to 6 decimals."""
-    x = np.random.default_rng(0).standard_normal((FINGERPRINT_FRAMES, embedder.feature_config.n_mels))
-    e = embedder.embed([x.astype(np.float32)])[0].astype(np.float64)
-    return np.round(e / max(np.linalg.norm(e), 1e-12), 6).tolist()
-
-
-def gallery_metadata(embedder, model_path) -> dict:
-    """What a gallery records about the model that made its embeddings (the keys of CHECKED_KEYS,
-    ``fingerprint``, and for information ``source`` / ``backend``)."""
-    return {"model": embedder.model_name, "spec": embedder.metadata.get("spec"),
-            "feature_config": embedder.feature_config.to_dict(), "fingerprint": fingerprint(embedder),
-            "source": os.fspath(model_path), "backend": getattr(embedder, "backend", None)}
-
-
-def _differences(have, want) -> str:
-    if isinstance(have, dict) and isinstance(want, dict):
-        keys = sorted(k for k in set(have) | set(want) if _json(have.get(k)) != _json(want.get(k)))
-        return ", ".join(f"{k}: gallery {have.get(k, '<missing>')!r} vs model {want.get(k, '<missing>')!r}"
-                         for k in keys)
-    return f"gallery {have!r} vs model {want!r}"
-
-
-def _json(value) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
-
-
-def check_gallery(gallery, meta: dict, path) -> list[str]:
-    """Raise GalleryError when ``gallery`` was made with another model than ``meta`` describes.
-
-    Keys the gallery lacks (galleries made elsewhere) cannot be checked: returns notes naming them.
-    """
-    made = gallery.metadata
-    origin = f" (enrolled with {made['source']})" if "source" in made else ""
-    for key in CHECKED_KEYS:
-        if key in made and _json(made[key]) != _json(meta[key]):
-            raise GalleryError(f"made with another {key}{origin}: {_differences(made[key], meta[key])}", path=path)
-    dim = len(meta["fingerprint"])
-    if gallery.dim is not None and gallery.dim != dim:
-        raise GalleryError(f"holds {gallery.dim}-d embeddings{origin}, the model makes {dim}-d ones", path=path)
-    if "fingerprint" in made:
-        cos = float(np.dot(made["fingerprint"], meta["fingerprint"]))
-        if cos < FINGERPRINT_MIN_COSINE:
-            raise GalleryError(f"made with other trained weights{origin} (same architecture and features, but the "
-                               f"fingerprint embeddings agree only to cosine {cos:.4f}); enrol into a new gallery",
-                               path=path)
-    return [f"gallery has no {key!r} record: cannot check it matches the model"
-            for key in (*CHECKED_KEYS, "fingerprint") if key not in made]
-
-
-def open_gallery(path, embedder, model_path, *, create: bool):
-    """(gallery, its json path, notes): the gallery at ``path`` checked against the model; a new empty one
-    (with the model's metadata) when it does not exist and ``create``; GalleryError otherwise."""
-    jpath, _ = Gallery.paths(path)
-    meta = gallery_metadata(embedder, model_path)
-    if create and not jpath.exists():
-        return Gallery(metadata=meta), jpath, []
-    gallery = Gallery.load(jpath)
-    return gallery, jpath, check_gallery(gallery, meta, jpath)

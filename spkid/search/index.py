@@ -32,14 +32,7 @@ returns ``self``, fitted attributes end in ``_``.
     ``n_speakers`` nodes, so a larger ``ef_construction`` / ``ef_search`` than for item-level HNSW is
     affordable (``benchmarks/search.py`` uses 80 / 256 for it). With one item per label (i.i.d.
     data, every label distinct) it degenerates to HNSW over the items, returning at most
-    ``n_probe_speakers`` neighbours. The second level is numpy rather than FAISS's
-    ``IndexIVFFlat`` with the same HNSW quantizer and preassigned lists (``add_core``): FAISS scans
-    its contiguous lists a few tens of microseconds faster per query (the gather from the gallery's
-    rows misses cache), which is small beside the graph walk and the 5 ms budget of issue 5, but it
-    keeps a second copy of the gallery in those lists (1 GB at 1M x 256 float32), scores with its own
-    kernels rather than the exact backend's GEMM, and keeps whichever item tied at the k-th place was
-    scanned first instead of the lower gallery index. Batches run the graph walk in one FAISS call
-    and then one small product per query.
+    ``n_probe_speakers`` neighbours. The second level is numpy (see :mod:`spkid.search._faiss` for why).
 
   * ``"pq"``: ``IndexPQFastScan`` (André, Kermarrec & Le Scouarnec, "Accelerated nearest neighbor
     search with quick ADC", ICMR 2017): every item is coded by ``pq_m`` 4-bit sub-quantisers
@@ -59,16 +52,16 @@ returns ``self``, fitted attributes end in ``_``.
 Results are sorted best first; equal scores are ordered by gallery index, so results are
 deterministic. ``metric="cosine"`` returns similarities (larger = closer), ``metric="euclidean"``
 returns distances (smaller = closer).
+
+The exact top-k helpers live in :mod:`spkid.search._exact`, the FAISS builders in :mod:`spkid.search._faiss`.
 """
 from __future__ import annotations
-
-import math
-import os
 
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from spkid.errors import BackendError
+from spkid.search._exact import sort_topk, sq_euclidean, topk_rows
+from spkid.search._faiss import build_index, import_faiss
 
 __all__ = ["SpeakerIndex", "as_embeddings", "l2_normalize"]
 
@@ -101,137 +94,6 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     norm = np.linalg.norm(x, axis=-1, keepdims=True)
     return np.divide(x, norm, out=np.zeros_like(x), where=norm > 0)
-
-
-def _sort_topk(scores: np.ndarray, idx: np.ndarray, larger_better: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Order each row of (scores, idx) best first, ties by index; -1 slots go last."""
-    key = -scores if larger_better else scores
-    key = np.where(idx < 0, np.inf, key)
-    order = np.lexsort((np.where(idx < 0, np.iinfo(np.int64).max, idx), key), axis=1)
-    return np.take_along_axis(scores, order, 1), np.take_along_axis(idx, order, 1)
-
-
-def _sq_euclidean(q: np.ndarray, g: np.ndarray, g_sq: np.ndarray | None = None) -> np.ndarray:
-    """(Q, n) squared euclidean distances ``|q|^2 - 2 q.g + |g|^2`` (one GEMM), clipped at 0."""
-    g_sq = np.einsum("ij,ij->i", g, g) if g_sq is None else g_sq
-    sq = np.einsum("ij,ij->i", q, q)[:, None] - 2.0 * (q @ g.T) + g_sq[None, :]
-    return np.maximum(sq, 0.0, out=sq)
-
-
-def _topk_rows(key: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k smallest entries of each row of ``key``, ties to the lower column (unsorted)."""
-    n = key.shape[1]
-    if k == n:
-        return np.broadcast_to(np.arange(n), key.shape).copy()
-    part = np.argpartition(key, k - 1, axis=1)[:, :k]
-    kth = np.take_along_axis(key, part, 1).max(axis=1)
-    # rows where more than k entries tie with the k-th value: keep the lowest columns among the ties
-    for r in np.flatnonzero((key <= kth[:, None]).sum(axis=1) > k):
-        better = np.flatnonzero(key[r] < kth[r])
-        ties = np.flatnonzero(key[r] == kth[r])[: k - better.size]
-        part[r] = np.r_[better, ties]
-    return part
-
-
-def _rescore(owner: "SpeakerIndex", qr: np.ndarray, rows: np.ndarray, k: int, out_s: np.ndarray,
-             out_i: np.ndarray) -> None:
-    """Score gallery ``rows`` (distinct) exactly against one query ``qr`` and write the best k into
-    ``out_s`` / ``out_i`` (length k, pre-filled with the empty-slot values; unsorted, ties to the
-    lower row): similarities for cosine, squared distances for euclidean, as ``_exact_scores``."""
-    big = rows.size > 2048
-    if big:
-        rows = np.sort(rows)  # _topk_rows sends ties to the lower column = the lower row
-    sc = owner.embeddings_[rows] @ qr
-    if not owner._larger_better:
-        sc = np.maximum(np.dot(qr, qr) - 2.0 * sc + owner._sq_norms[rows], 0.0)  # as _sq_euclidean
-    key = -sc if owner._larger_better else sc
-    if big:
-        top = _topk_rows(key[None], min(k, rows.size))[0]
-    else:  # a few hundred candidates: one full sort, ties to the lower row
-        top = np.lexsort((rows, key))[:k]
-    out_s[: top.size], out_i[: top.size] = sc[top], rows[top]
-
-
-def _no_results(owner: "SpeakerIndex", n_queries: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(scores, indices) of shape (n_queries, k) holding only empty slots, for ``_rescore`` to fill."""
-    return (np.full((n_queries, k), -np.inf if owner._larger_better else np.inf, np.float32),
-            np.full((n_queries, k), -1, np.int64))
-
-
-def _exhaustive(owner: "SpeakerIndex", q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The exact backend's top k (unsorted), for indexes whose probe covers the whole gallery."""
-    full = owner._exact_scores(q)
-    i = _topk_rows(-full if owner._larger_better else full, k)
-    return np.take_along_axis(full, i, 1), i
-
-
-class _SpeakerIVF:
-    """``faiss_index="speakers"``: HNSW over speaker centroids, then exact scoring of the probed
-    speakers' items. ``search`` mirrors FAISS's: (scores, indices), similarities for cosine and squared
-    distances for euclidean, ``-1`` where fewer than k items were probed; rows are not yet sorted."""
-
-    def __init__(self, owner: "SpeakerIndex", faiss_metric, faiss):
-        self.owner = owner
-        n_spk = owner.classes_.size
-        self.n_probe = min(int(owner.n_probe_speakers), n_spk)
-        self.order, self.offsets = owner._speaker_rows()  # CSR lists of each speaker's rows
-        self.exhaustive = self.n_probe >= n_spk  # every speaker probed: no graph needed
-        self.hnsw = None
-        if not self.exhaustive:
-            self.hnsw = owner._hnsw(faiss, faiss_metric, max(owner.ef_search, self.n_probe))
-            self.hnsw.add(owner.centroids())
-
-    def search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        owner = self.owner
-        if self.exhaustive:
-            return _exhaustive(owner, q, k)
-        _, spk = self.hnsw.search(q, self.n_probe)
-        out_s, out_i = _no_results(owner, q.shape[0], k)
-        order, offsets = self.order, self.offsets
-        for r in range(q.shape[0]):
-            rows = np.concatenate([order[offsets[j] : offsets[j + 1]] for j in spk[r].tolist() if j >= 0])
-            _rescore(owner, q[r], rows, k, out_s[r], out_i[r])
-        return out_s, out_i
-
-
-class _PQRerank:
-    """``faiss_index="pq"``: a 4-bit product-quantisation fast-scan pass over every item, then exact
-    re-scoring of its ``refine_factor x k`` best candidates. Same ``search`` contract as
-    :class:`_SpeakerIVF`."""
-
-    MIN_ITEMS = 256  # fewer: no codebooks to train, every search is exhaustive
-
-    def __init__(self, owner: "SpeakerIndex", faiss_metric, faiss):
-        self.owner = owner
-        x, d = owner.embeddings_, owner.n_features_in_
-        self.pq = None
-        m = owner.pq_m if owner.pq_m is not None else max(j for j in range(1, max(1, d // 4) + 1) if d % j == 0)
-        if d % m:
-            raise ValueError(f"pq_m must divide the embedding dimension {d}, got {m}")
-        if x.shape[0] < self.MIN_ITEMS:
-            return
-        self.pq = faiss.IndexPQFastScan(d, int(m), 4, faiss_metric)
-        self.pq.train(_train_subset(x, owner.train_size or 65536, owner.seed))
-        self.pq.add(x)
-
-    def search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        owner = self.owner
-        n_cand = min(k * int(owner.refine_factor), owner.embeddings_.shape[0])
-        if self.pq is None or n_cand >= owner.embeddings_.shape[0]:
-            return _exhaustive(owner, q, k)
-        _, cand = self.pq.search(q, n_cand)
-        out_s, out_i = _no_results(owner, q.shape[0], k)
-        for r in range(q.shape[0]):
-            _rescore(owner, q[r], cand[r][cand[r] >= 0], k, out_s[r], out_i[r])
-        return out_s, out_i
-
-
-def _train_subset(x: np.ndarray, size: int, seed: int) -> np.ndarray:
-    """At most ``size`` rows of ``x``: a seeded random subset (in gallery order) when it is larger."""
-    if x.shape[0] <= size:
-        return x
-    rng = np.random.default_rng(seed)
-    return x[np.sort(rng.choice(x.shape[0], size, replace=False))]
 
 
 class SpeakerIndex(BaseEstimator):
@@ -347,7 +209,7 @@ class SpeakerIndex(BaseEstimator):
         self.n_features_in_ = x.shape[1]
         self._sq_norms = np.einsum("ij,ij->i", self.embeddings_, self.embeddings_)
         self._csr = None
-        self._faiss = self._build_faiss() if self.backend == "faiss" else None
+        self._faiss = build_index(self) if self.backend == "faiss" else None
         return self
 
     def _check_fitted(self) -> None:
@@ -363,53 +225,6 @@ class SpeakerIndex(BaseEstimator):
     def _larger_better(self) -> bool:
         return self.metric == "cosine"
 
-    # ------------------------------------------------------------------ faiss
-    def _import_faiss(self):
-        try:
-            import faiss
-        except ImportError as exc:
-            raise BackendError(
-                f"backend='faiss' needs FAISS ({exc}); install it with: pip install 'spkid[faiss]'"
-            ) from None
-        # FAISS's OpenMP thread count is process-wide: set it before every build and search
-        n = self.n_jobs if self.n_jobs is not None else len(os.sched_getaffinity(0))
-        faiss.omp_set_num_threads(max(1, int(n)))
-        return faiss
-
-    def _auto_nlist(self, n: int) -> int:
-        if self.nlist is not None:
-            return min(self.nlist, n)
-        return max(1, min(int(4 * math.sqrt(n)), n // 39))
-
-    def _build_faiss(self):
-        faiss = self._import_faiss()
-        x, d = self.embeddings_, self.n_features_in_
-        ip = self.metric == "cosine"
-        faiss_metric = faiss.METRIC_INNER_PRODUCT if ip else faiss.METRIC_L2
-        if self.faiss_index == "flat":
-            index = faiss.IndexFlatIP(d) if ip else faiss.IndexFlatL2(d)
-        elif self.faiss_index == "ivf":
-            nlist = self._auto_nlist(x.shape[0])
-            quantizer = faiss.IndexFlatIP(d) if ip else faiss.IndexFlatL2(d)
-            index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss_metric)
-            index.cp.seed = self.seed
-            index.train(_train_subset(x, max(nlist, self.train_size or 64 * nlist), self.seed))
-            index.nprobe = min(self.nprobe, nlist)
-        elif self.faiss_index == "speakers":
-            return _SpeakerIVF(self, faiss_metric, faiss)
-        elif self.faiss_index == "pq":
-            return _PQRerank(self, faiss_metric, faiss)
-        else:
-            index = self._hnsw(faiss, faiss_metric)
-        index.add(x)
-        return index
-
-    def _hnsw(self, faiss, faiss_metric, ef_search: int | None = None):
-        index = faiss.IndexHNSWFlat(self.n_features_in_, self.hnsw_m, faiss_metric)
-        index.hnsw.efConstruction = self.ef_construction
-        index.hnsw.efSearch = self.ef_search if ef_search is None else ef_search
-        return index
-
     # ------------------------------------------------------------------ search
     def _batches(self, q: np.ndarray):
         for start in range(0, q.shape[0], self.batch_size):
@@ -419,7 +234,7 @@ class SpeakerIndex(BaseEstimator):
         """(b, n) similarities (cosine) or squared distances (euclidean), float32."""
         if self.metric == "cosine":
             return qb @ self.embeddings_.T
-        return _sq_euclidean(qb, self.embeddings_, self._sq_norms)
+        return sq_euclidean(qb, self.embeddings_, self._sq_norms)
 
     def kneighbors(self, queries, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The k nearest gallery items of each query.
@@ -434,7 +249,7 @@ class SpeakerIndex(BaseEstimator):
         if not isinstance(k, (int, np.integer)) or not 1 <= k <= n:
             raise ValueError(f"k must be in 1..{n} (gallery size), got {k!r}")
         if self._faiss is not None:
-            self._import_faiss()  # sets the thread count
+            import_faiss(self.n_jobs)  # sets the thread count
         out_s, out_i = [np.empty((0, k), np.float32)], [np.empty((0, k), np.int64)]
         for qb in self._batches(q):
             if self._faiss is not None:
@@ -443,9 +258,9 @@ class SpeakerIndex(BaseEstimator):
                 s = np.where(i < 0, -np.inf if self._larger_better else np.inf, s)
             else:
                 full = self._exact_scores(qb)
-                i = _topk_rows(-full if self._larger_better else full, int(k))
+                i = topk_rows(-full if self._larger_better else full, int(k))
                 s = np.take_along_axis(full, i, 1)
-            s, i = _sort_topk(s.astype(np.float32), i, self._larger_better)
+            s, i = sort_topk(s.astype(np.float32), i, self._larger_better)
             out_s.append(s if self._larger_better else np.sqrt(s))
             out_i.append(i)
         return np.concatenate(out_s), np.concatenate(out_i)
@@ -516,7 +331,7 @@ class SpeakerIndex(BaseEstimator):
         q = self._queries(queries)
         if self.score_mode == "centroid":
             c = self.centroids()
-            return (q @ c.T if self.metric == "cosine" else -np.sqrt(_sq_euclidean(q, c))).astype(np.float32)
+            return (q @ c.T if self.metric == "cosine" else -np.sqrt(sq_euclidean(q, c))).astype(np.float32)
         order, offsets = self._speaker_rows()
         starts = offsets[:-1]
         out = [np.empty((0, self.classes_.size), np.float32)]

@@ -1,12 +1,17 @@
-"""spkid.search.gallery.Gallery: enrolment, centroids, open-set identification, EER threshold, save/load."""
+"""spkid.search.gallery.Gallery: enrolment, centroids, open-set identification, EER threshold, save/load,
+its JSON form, and its binding to a model (spkid.search.binding)."""
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
 
 from spkid.errors import GalleryError
-from spkid.search.gallery import Gallery
+from spkid.features.config import FeatureConfig
 from spkid.metrics import compute_eer
+from spkid.search.binding import CHECKED_KEYS, gallery_metadata, open_gallery
+from spkid.search.gallery import Gallery
 from spkid.search.index import l2_normalize
 
 D = 24
@@ -145,8 +150,66 @@ def test_save_rejects_unserialisable_metadata(tmp_path, rng):
 
 
 def test_gallery_reachable_under_its_public_names():
+    import importlib
+
     import spkid
     import spkid.search
 
     assert spkid.search.Gallery is Gallery and spkid.Gallery is Gallery
-    assert Gallery.add is Gallery.enroll
+    for name, module in spkid.search._LAZY.items():  # each public name is defined where _LAZY says
+        defined = getattr(importlib.import_module(f"spkid.search.{module}"), name)
+        assert getattr(spkid.search, name) is defined and defined.__module__ == f"spkid.search.{module}"
+
+
+def test_identification_to_dict_is_the_json_shape(enrolled):
+    """One serialisation for `spkid identify --json` and the service's /identify."""
+    g, names, make = enrolled
+    q = make(2, 1)
+    r = g.identify(q, top_k=2)[0]
+    d = r.to_dict()
+    assert list(d) == ["speaker", "score", "unknown", "threshold", "candidates", "neighbours"]
+    assert d["speaker"] == "spk2" and d["unknown"] is False and d["threshold"] is None
+    assert d["score"] == r.score and isinstance(d["score"], float)
+    assert d["candidates"] == [{"speaker": m.speaker, "score": m.score} for m in r.candidates]
+    assert d["neighbours"] == [{"speaker": n.speaker, "utterance": n.utterance, "score": n.score}
+                               for n in r.neighbours]
+    assert len(d["candidates"]) == len(d["neighbours"]) == 2
+    assert json.loads(json.dumps(d, allow_nan=False)) == d  # JSON-ready: plain str / float / bool / None
+    rejected = g.identify(q, top_k=2, threshold=r.score + 1e-3)[0].to_dict()
+    assert rejected["speaker"] == "unknown" and rejected["unknown"] is True
+    assert rejected["threshold"] == pytest.approx(r.score + 1e-3) and rejected["candidates"] == d["candidates"]
+
+
+class _Embedder:
+    """A stand-in embedder: a fixed random projection of the mean frame (what binding reads of one)."""
+
+    def __init__(self, seed=0, n_mels=40, model="vgg_attention"):
+        self.feature_config = FeatureConfig(n_mels=n_mels)
+        self.model_name, self.backend = model, "torch"
+        self.metadata = {"model": model, "spec": {"embedding_dim": D}}
+        self._w = np.random.default_rng(seed).normal(size=(n_mels, D))
+
+    def embed(self, features_list):
+        return np.stack([np.asarray(f).mean(axis=0) @ self._w for f in features_list]).astype(np.float32)
+
+
+def test_demo_style_gallery_is_bound_to_its_model(tmp_path, rng):
+    """`spkid demo` makes its gallery as ``Gallery(metadata=gallery_metadata(embedder, run_dir))``: the
+    gallery `spkid enroll` would create, so `spkid identify` checks it fully (no missing-record notes)."""
+    embedder, run_dir = _Embedder(), tmp_path / "run"
+    g = Gallery(metadata=gallery_metadata(embedder, run_dir))
+    g.enroll("ann", rng.normal(size=(3, D))).enroll("bob", rng.normal(size=(2, D)))
+    jpath = g.save(tmp_path / "gallery")
+    assert set(CHECKED_KEYS) | {"fingerprint"} <= set(Gallery.load(jpath).metadata)
+    assert g.metadata == open_gallery(tmp_path / "new", embedder, run_dir, create=True)[0].metadata
+    loaded, path, notes = open_gallery(tmp_path / "gallery", embedder, run_dir, create=False)
+    assert notes == [] and path == jpath and loaded.speakers == ["ann", "bob"]
+    with pytest.raises(GalleryError, match="feature_config"):  # another feature config is refused
+        open_gallery(jpath, _Embedder(n_mels=64), run_dir, create=False)
+    with pytest.raises(GalleryError, match="other trained weights"):  # so are other weights
+        open_gallery(jpath, _Embedder(seed=1), run_dir, create=False)
+    # the demo's former metadata left the gallery unbound: identify could only note what it lacked
+    Gallery(metadata={"model": "vgg_attention", "backend": "torch"}).enroll("ann", rng.normal(size=(1, D))).save(
+        tmp_path / "unbound")
+    notes = open_gallery(tmp_path / "unbound", embedder, run_dir, create=False)[2]
+    assert "gallery has no 'feature_config' record: cannot check it matches the model" in notes

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from spkid.errors import GalleryError
-from spkid.search.gallery import Gallery, _header_digest
+from spkid.search.gallery import Gallery
+from spkid.search.storage import header_digest
 
 D = 8
 
@@ -42,7 +43,7 @@ def _rewrite(jpath, npath, arrays=None, raw=None, allow_pickle=False, **header_c
 def _reseal(jpath, header):
     """Write ``header`` with a recomputed header checksum: an attacker who knows the format, so the
     deeper consistency checks (not the checksum) must catch the tampering."""
-    header["header_sha256"] = _header_digest(header)
+    header["header_sha256"] = header_digest(header)
     jpath.write_text(json.dumps(header))
 
 
