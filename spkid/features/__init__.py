@@ -1,6 +1,8 @@
 """Log-mel filterbanks and MFCCs (H. Fayek's recipe) and their :class:`FeatureConfig`.
 
-Public names are imported lazily: ``import spkid.features`` stays cheap.
+``api`` holds the public functions, ``mel`` the recipe's grids (mel scale, filterbank, frame counts),
+``config`` the settings; ``_kernel`` is the private fast path. Public names are imported lazily:
+``import spkid.features`` stays cheap.
 """
 from __future__ import annotations
 
@@ -9,9 +11,10 @@ from spkid._lazy import lazy_exports
 # public name -> submodule that defines it
 _LAZY = {
     "FeatureConfig": "config",
-    "mel_filterbank": "api",
-    "n_frames": "api",
-    "frame_params": "api",
+    "EPS": "mel",
+    "mel_filterbank": "mel",
+    "n_frames": "mel",
+    "frame_params": "mel",
     "fbank": "api",
     "fbank_batch": "api",
     "fbank_from_config": "api",

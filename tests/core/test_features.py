@@ -8,7 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import spkid.features._blocks as B
+import spkid.features._kernel as K
 import spkid.features.api as F
+import spkid.features.mel as M
 from spkid.audio.io import load_audio
 from spkid.features.config import FeatureConfig
 from spkid.errors import ConfigError, FeatureError
@@ -24,7 +27,7 @@ def _psf_log_fbank(y, sr, nfft=512, nfilt=40, winlen=0.025, winstep=0.01, lowfre
     feat, energy = psf.fbank(y, sr, winlen, winstep, nfilt=nfilt, nfft=nfft, lowfreq=lowfreq,
                              highfreq=highfreq, preemph=0.97, winfunc=np.hamming)
     resolvable = feat >= REL_FLOOR * energy[:, None]
-    return np.log(np.maximum(feat, F.EPS)), resolvable
+    return np.log(np.maximum(feat, M.EPS)), resolvable
 
 
 def _files(folder, pattern, step):
@@ -80,7 +83,7 @@ def _slow_fbank(x, sr, n_mels=40, win_s=0.025, hop_s=0.010, n_fft=512, a=0.97):
                 s += (k - b[j]) / (b[j + 1] - b[j]) * power[k]
             for k in range(b[j + 1], b[j + 2]):
                 s += (b[j + 2] - k) / (b[j + 2] - b[j + 1]) * power[k]
-            out[t, j] = math.log(max(s, F.EPS))
+            out[t, j] = math.log(max(s, M.EPS))
     return out - out.mean(axis=0)
 
 
@@ -133,13 +136,13 @@ def _reference_fbank(y, sr, win, hop, n_fft, n_mels, window):
     """Direct float64 computation: pre-emphasis, padded frames, window, |rfft|^2 / n_fft, filters, log."""
     x = np.asarray(y, dtype=np.float64)
     e = np.concatenate([x[:1], x[1:] - 0.97 * x[:-1]])
-    n = F.n_frames(len(e), win, hop)
+    n = M.n_frames(len(e), win, hop)
     e = np.concatenate([e, np.zeros((n - 1) * hop + win - len(e))])
     w = {"hamming": np.hamming, "hann": np.hanning, "rectangular": np.ones}[window](win)
     frames = np.stack([e[t * hop : t * hop + win] for t in range(n)]) * w
     power = np.abs(np.fft.rfft(frames, n_fft)) ** 2 / n_fft
-    mel = power @ F.mel_filterbank(sr, n_fft, n_mels).T
-    return np.log(np.maximum(mel, F.EPS)), mel >= REL_FLOOR * power.sum(1, keepdims=True)
+    mel = power @ M.mel_filterbank(sr, n_fft, n_mels).T
+    return np.log(np.maximum(mel, M.EPS)), mel >= REL_FLOOR * power.sum(1, keepdims=True)
 
 
 @pytest.mark.parametrize(
@@ -157,12 +160,11 @@ def test_frame_layout_matches_direct_computation(rng, monkeypatch, sr, frame_len
                                                   window):
     """The grouped, overlapping FFT-input layout (and chunks packing several signals, with gaps and
     rounding to whole groups) gives the spectra of plainly framed, zero-padded frames."""
-    p = F._params(F._make_config(sr, n_mels=24, frame_length=frame_length, frame_shift=frame_shift,
-                                 n_fft=n_fft, preemphasis=0.97, window=window, fmin=0.0, fmax=None,
-                                 log="natural", normalize=None))
+    p = K.plan(FeatureConfig(sr=sr, n_mels=24, frame_length=frame_length, frame_shift=frame_shift,
+                             n_fft=n_fft, window=window, normalize=None))
     assert p.groups * p.hop == p.stride and p.lead + p.win <= p.stride and p.stride + p.lead >= n_fft
     ys = [rng.uniform(-1, 1, n).astype(np.float32) for n in (p.win, p.win + 1, 3 * sr // 10, sr)]
-    monkeypatch.setattr(F, "CHUNK_FRAMES", 41)  # signals split across chunks and sharing them
+    monkeypatch.setattr(K, "CHUNK_FRAMES", 41)  # signals split across chunks and sharing them
     outs = F.fbank_batch(ys, sr, n_mels=24, frame_length=frame_length, frame_shift=frame_shift,
                          n_fft=n_fft, window=window, normalize=None)
     for y, out in zip(ys, outs):
@@ -174,7 +176,7 @@ def test_frame_layout_matches_direct_computation(rng, monkeypatch, sr, frame_len
 def test_chunked_equals_unchunked(rng, monkeypatch):
     y = rng.standard_normal(16000 * 3).astype(np.float32)
     whole = F.fbank(y, 16000, normalize=None)
-    monkeypatch.setattr(F, "CHUNK_FRAMES", 37)
+    monkeypatch.setattr(K, "CHUNK_FRAMES", 37)
     chunked = F.fbank(y, 16000, normalize=None)
     chunked_batch = F.fbank_batch([y[:999], y], 16000, normalize=None)
     np.testing.assert_allclose(chunked, whole, rtol=0, atol=1e-5)
@@ -193,7 +195,7 @@ def test_chunked_equals_unchunked(rng, monkeypatch):
 )
 def test_shape_and_finiteness_property(extra, sr, frame_length, frame_shift, n_mels, window, seed):
     n_fft = 1024 if sr == 22050 else 512
-    win, hop = F.frame_params(sr, frame_length, frame_shift)
+    win, hop = M.frame_params(sr, frame_length, frame_shift)
     y = np.random.default_rng(seed).uniform(-1, 1, win + extra).astype(np.float32)
     out = F.fbank(y, sr, n_mels=n_mels, frame_length=frame_length, frame_shift=frame_shift,
                   n_fft=n_fft, window=window)
@@ -203,7 +205,7 @@ def test_shape_and_finiteness_property(extra, sr, frame_length, frame_shift, n_m
 
 def test_round_half_up_like_psf():
     # 0.0125 s at 22050 Hz = 275.625 -> 276; 0.01 s at 22050 = 220.5 -> 221 (banker's round gives 220)
-    assert F.frame_params(22050, 0.0125, 0.01) == (276, 221)
+    assert M.frame_params(22050, 0.0125, 0.01) == (276, 221)
 
 
 def test_from_config_and_extract(tmp_path, rng):
@@ -215,7 +217,7 @@ def test_from_config_and_extract(tmp_path, rng):
     sf.write(tmp_path / "a.wav", y, 16000, subtype="FLOAT")
     from_file = F.extract_features(tmp_path / "a.wav", cfg)
     from_array = F.extract_features(y, cfg, sr=16000)
-    assert from_file.shape == (F.n_frames(8000, 200, 80), 30)
+    assert from_file.shape == (M.n_frames(8000, 200, 80), 30)
     np.testing.assert_allclose(from_file, from_array, atol=1e-5)
 
 
@@ -239,8 +241,8 @@ def test_errors(rng):
 
 
 def test_filterbank_is_cached_and_read_only():
-    a = F.mel_filterbank(16000, 512, 40)
-    assert a is F.mel_filterbank(16000, 512, 40)
+    a = M.mel_filterbank(16000, 512, 40)
+    assert a is M.mel_filterbank(16000, 512, 40)
     assert not a.flags.writeable
     assert a.shape == (40, 257) and (a.max(axis=1) > 0).all()
 
@@ -270,3 +272,110 @@ def test_results_do_not_depend_on_previous_calls(rng):
     first = F.fbank(y, 8000, frame_length=0.02, n_fft=512)
     F.fbank(y, 16000, frame_length=0.032, n_fft=512)  # longer frames dirty more buffer columns
     np.testing.assert_array_equal(F.fbank(y, 8000, frame_length=0.02, n_fft=512), first)
+
+
+# ------------------------------------------------------------------------------ one parameter list
+def test_config_plus_keyword_overrides(rng):
+    y = rng.uniform(-1, 1, 8000).astype(np.float32)
+    cfg = FeatureConfig(sr=8000, n_mels=30, n_fft=256, normalize=None)
+    base = F.fbank_from_config(y, cfg)
+    np.testing.assert_array_equal(F.fbank(y, config=cfg), base)
+    np.testing.assert_array_equal(F.fbank(y, 8000, config=cfg), base)
+    np.testing.assert_array_equal(F.fbank(y, 8000, n_mels=30, n_fft=256, normalize=None), base)
+    np.testing.assert_array_equal(F.fbank_batch([y], config=cfg)[0], base)
+    # overrides apply on top of the config; librosa's sample counts are accepted too
+    np.testing.assert_array_equal(F.fbank(y, config=cfg, n_mels=20),
+                                  F.fbank_from_config(y, cfg.replace(n_mels=20)))
+    np.testing.assert_array_equal(F.fbank(y, 8000, config=cfg, hop_length=40, win_length=160),
+                                  F.fbank_from_config(y, cfg.replace(frame_shift=0.005, frame_length=0.02)))
+    np.testing.assert_array_equal(F.fbank(y, 16000, hop_length=160), F.fbank(y, 16000))
+    np.testing.assert_array_equal(F.extract_features(y, cfg, n_mels=20), F.fbank(y, config=cfg, n_mels=20))
+    np.testing.assert_array_equal(F.mfcc(y, config=FeatureConfig(sr=8000, n_mels=26, normalize=None)),
+                                  F.mfcc(y, 8000))
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda y: F.fbank(y, 16000, n_mel=40), "'n_mel'"),
+    (lambda y: F.fbank_batch([y], 16000, hop=160), "'hop'"),
+    (lambda y: F.mfcc(y, 16000, numcep=13), "'numcep'"),
+    (lambda y: F.extract_features(y, FeatureConfig(), bogus=1), "'bogus'"),
+    (lambda y: F.fbank(y, 16000, hop_length=160, frame_shift=0.01), "not both"),
+    (lambda y: F.fbank(y, 16000, hop_length=0), "hop_length"),
+    (lambda y: F.fbank(y, 16000, win_length=600), "n_fft"),
+    (lambda y: F.fbank(y, -1, hop_length=160), "sr"),
+    (lambda y: F.fbank(y, 16000, n_mels=[40]), "n_mels"),
+    (lambda y: F.fbank(y, 16000, n_mels=True), "n_mels"),
+    (lambda y: F.fbank(y, config={"sr": 16000}), "FeatureConfig"),
+])
+def test_parameter_errors_name_the_parameter(call, match):
+    with pytest.raises(ConfigError, match=match):
+        call(np.ones(4000, np.float32))
+
+
+def test_bool_is_not_an_int_even_after_a_cached_int(rng):
+    y = rng.standard_normal(4000).astype(np.float32)
+    F.fbank(y, 16000, n_mels=1)  # cached (n_mels=1) must not answer for n_mels=True (1 == True)
+    with pytest.raises(ConfigError):
+        F.fbank(y, 16000, n_mels=True)
+
+
+# ------------------------------------------------------------------------------ the filterbank product
+@pytest.mark.parametrize("sr, n_fft, n_mels, fmin, fmax", [
+    (16000, 512, 40, 0.0, None), (8000, 256, 24, 0.0, None), (16000, 1024, 64, 100.0, 7000.0),
+    (16000, 512, 128, 0.0, None),  # empty filters (edges sharing a bin)
+])
+def test_every_candidate_block_plan_is_the_filterbank_product(rng, sr, n_fft, n_mels, fmin, fmax):
+    fb = M.mel_filterbank(sr, n_fft, n_mels, fmin, fmax) / n_fft
+    support = M.filter_supports(fb)
+    power = rng.random((300, fb.shape[1])).astype(np.float32)
+    ref = power.astype(np.float64) @ fb.T
+    parts = [B._partition(support, panel, call) for panel, call in B._MODELS] + [((0, n_mels),)]
+    for part in parts:
+        assert [j for j0, j1 in part for j in range(j0, j1)] == list(range(n_mels))  # a partition
+        blocks = B._make_blocks(fb, support, part)
+        out = np.full((300, n_mels), np.nan, np.float32)
+        B.apply(blocks, power, out)
+        np.testing.assert_allclose(out, ref, rtol=2e-6, atol=1e-9 * ref.max())
+        for c0, c1, j0, j1, w, step in blocks:  # every BLAS call stays on the calling thread
+            assert step * (c1 - c0) * (j1 - j0) <= B.BLAS_CALL_MACS or step == 1
+
+
+def test_block_choice_is_measured_and_keeps_the_default_on_close_calls():
+    fb = M.mel_filterbank(16000, 512, 40) / 512
+    support = M.filter_supports(fb)
+    good = B._make_blocks(fb, support, B._partition(support, 8, 200.0))
+    one_row_calls = tuple(b[:5] + (1,) for b in good)  # same product, one BLAS call per frame: slow
+    assert B._choose([one_row_calls, good], fb.shape[1], 40, 256) is good
+    twin = tuple(good)
+    assert B._choose([good, twin], fb.shape[1], 40, 256) is good  # equal: the default stays
+    plan = K.plan(FeatureConfig())
+    assert plan.blocks is B.filterbank_blocks(16000, 512, 40, 0.0, None)  # once per process
+
+
+def test_no_thread_settings_are_touched():
+    """The kernel never imports threadpoolctl (nor changes BLAS threads any other way)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np\nfrom spkid.features.api import fbank, mfcc\n"
+            "y = np.random.default_rng(0).standard_normal(48000).astype(np.float32)\n"
+            "fbank(y, 16000); mfcc(y, 16000)\nprint('threadpoolctl' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+
+
+def test_threads_compute_the_same_features_as_one_thread(rng):
+    """Thread-local buffers and a shared, locked block choice: concurrent calls (a threaded server) agree
+    bit for bit with serial ones."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ys = [rng.uniform(-1, 1, n).astype(np.float32) for n in (4000, 16000, 33333, 8000)]
+    kws = [dict(sr=16000), dict(sr=8000, n_fft=256, n_mels=24), dict(sr=16000, n_mels=64, n_fft=1024),
+           dict(sr=22050, n_fft=1024, hop_length=256, normalize="meanvar")]
+    jobs = [(y, kw) for y in ys for kw in kws] * 3
+    serial = [F.fbank(y, **kw) for y, kw in jobs]
+    with ThreadPoolExecutor(4) as pool:
+        threaded = list(pool.map(lambda job: F.fbank(job[0], **job[1]), jobs))
+    for a, b in zip(serial, threaded):
+        np.testing.assert_array_equal(a, b)
