@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
 import re
 import sys
 import tempfile
@@ -44,7 +43,7 @@ from spkid.training.config import TrainConfig
 from spkid._strict import load_yaml_config
 from spkid.features.api import fbank_from_config  # noqa: E402
 from spkid.training.evaluation import average_posteriors, predict  # noqa: E402
-from spkid.data.sampler import FeatureSet, split_holdout  # noqa: E402
+from spkid.data.featuresets import FeatureSet, split_holdout  # noqa: E402
 from spkid.training.evaluation import classification_report  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
@@ -166,19 +165,18 @@ def main(argv=None) -> int:
     print(f"features: {fc.to_json()}")
 
     backend = get_backend(args.backend)
-    module = importlib.import_module(backend.__name__ + ".train")
     out = args.out or Path(tempfile.mkdtemp(prefix=f"spkid-{args.protocol}-{args.backend}-"))
     logits: dict[str, list] = {"val": [], "test": []}
     for k in range(args.ensemble):
         member = config if args.ensemble == 1 else dataclasses.replace(config, seed=config.seed + k)
         run_dir = out if args.ensemble == 1 else out / f"seed-{member.seed}"
         t0 = time.perf_counter()
-        module.fit(member, train, val, run_dir, resume=args.resume, progress=args.progress)
+        backend.fit(member, train, val, run_dir, resume=args.resume, progress=args.progress)
         t_train = time.perf_counter() - t0
-        model, meta = module.load_checkpoint(run_dir)  # best epoch by validation (last epoch without val)
+        model, meta = backend.load_checkpoint(run_dir)  # best epoch by validation (last epoch without val)
         params = backend.count_params(model)
         t0 = time.perf_counter()
-        forward = module.forward_fn(model)
+        forward = backend.forward_fn(model)
         for part, data in (("val", val), ("test", test)):
             if data is not None and len(data):
                 logits[part].append(predict(forward, data.features, member, keys=("logits",))["logits"])

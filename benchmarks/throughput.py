@@ -41,7 +41,8 @@ def _table(title: str, header: list[str], rows: list[list]) -> None:
 
 
 def _manifest(n: int | None = None, corpus: str = "fsdd"):
-    from spkid.data.splits import Manifest, load_dataset
+    from spkid.data.manifest import Manifest
+    from spkid.data.layouts.registry import load_dataset
 
     m = load_dataset(DATA / corpus, pattern="fsdd" if corpus == "fsdd" else "librispeech")
     utts = m.utterances if n is None else m.utterances[:n]
@@ -130,8 +131,10 @@ def cache(args) -> None:
 # --------------------------------------------------------------------------------------------- train
 def _train_one(backend: str, model: str, steps: int, warmup: int, batch: int, frames: int) -> dict:
     """samples/s and data-wait of ``steps`` optimizer steps (after ``warmup``) through the backend adapter."""
+    from spkid.backends import get_backend
     from spkid.training.config import TrainConfig
-    from spkid.data.sampler import FeatureSet, TrainSampler
+    from spkid.data.featuresets import FeatureSet
+    from spkid.data.sampler import TrainSampler
     from spkid.training.loop import resolve_spec
 
     rng = np.random.default_rng(0)
@@ -139,11 +142,7 @@ def _train_one(backend: str, model: str, steps: int, warmup: int, batch: int, fr
     data = FeatureSet([rng.normal(size=(int(rng.integers(200, 800)), 40)).astype(np.float32) for _ in range(512)],
                       rng.integers(0, n_classes, 512), tuple(f"s{i}" for i in range(n_classes)))
     cfg = TrainConfig(model=model, batch_size=batch, crop_frames=frames, devices="cpu")
-    if backend == "torch":
-        from spkid_torch.train import TorchAdapter as Adapter
-    else:
-        from spkid_keras.train import KerasAdapter as Adapter
-    ad = Adapter()
+    ad = get_backend(backend).adapter()
     ad.build(cfg, resolve_spec(cfg, 40), n_classes)
     it = iter(ad.batches(TrainSampler(data, cfg), 0))
     wait = run = 0.0
@@ -183,16 +182,14 @@ def train(args) -> None:
 
 # --------------------------------------------------------------------------------------------- infer
 def _infer_one(backend: str, model: str, n: int) -> float:
+    from spkid.backends import get_backend
     from spkid.training.config import TrainConfig
     from spkid.training.loop import resolve_spec
 
     spec = resolve_spec(TrainConfig(model=model), 40)
     x = [np.random.default_rng(i).normal(size=(300, 40)).astype(np.float32) for i in range(n)]
-    if backend == "torch":
-        from spkid_torch import create_model, train as tr
-    else:
-        from spkid_keras import create_model, train as tr
-    m = create_model(model, 40, **spec.to_dict())
+    tr = get_backend(backend)
+    m = tr.create_model(model, 40, **spec.to_dict())
     tr.embed(m, x[:32])
     t = time.perf_counter()
     tr.embed(m, x)

@@ -1,4 +1,4 @@
-"""Train, evaluate and embed with the Keras 3 models (same public names as ``spkid_torch.train``).
+"""Train and load the Keras 3 models (same public names as ``spkid_torch.train``).
 
 Same recipe as the torch backend: cross-entropy with label smoothing + ``penalty_coef`` * mean attention
 penalty, Adam (PyTorch's update formula, epsilon 1e-8: :class:`TorchStyleAdam`) or SGD with decoupled weight decay applied before the update, the
@@ -11,12 +11,12 @@ and ``grad_accumulation`` follow :mod:`spkid.training.distributed` with :mod:`sp
 device runs the same step under TensorFlow's default strategy.
 
 Checkpoint state files are ``.npz`` (no pickle): every model variable and optimizer variable, in order,
-with their paths, checked on load.
+with their paths, checked on load. ``evaluate`` / ``embed`` and the rest of the backend interface:
+:mod:`spkid_keras.backend`.
 """
 from __future__ import annotations
 
 import os
-import sys
 import warnings
 from pathlib import Path
 from typing import Callable, Sequence
@@ -27,17 +27,17 @@ import numpy as np
 from spkid.training.config import TrainConfig
 from spkid.training.distributed import micro_batches
 from spkid.errors import BackendError, CheckpointError
-from spkid.inference.embedder import embed_with, evaluate_with
-from spkid.data.sampler import FeatureSet, TrainSampler
+from spkid.data.featuresets import FeatureSet
+from spkid.data.sampler import TrainSampler
 from spkid.models.specs import ModelSpec, model_spec
 from spkid.training.checkpoints import check_compatible, read_checkpoint
-from spkid.training.loop import check_model, run_training
+from spkid.training.loop import AdapterBase, check_model, run_training
 
 from . import distributed
 from .data import EpochBatches, iterate
 from .models import create_model
 
-__all__ = ["fit", "evaluate", "embed", "load_model", "load_checkpoint", "forward_fn", "KerasAdapter", "TorchStyleAdam"]
+__all__ = ["fit", "load_model", "load_checkpoint", "forward_fn", "KerasAdapter", "TorchStyleAdam"]
 
 
 def _call(model, x, lengths, training: bool) -> dict:
@@ -101,7 +101,7 @@ class TorchStyleAdam(keras.optimizers.Adam):
         self.assign_sub(variable, m * (lr / bc1) / (ops.sqrt(v) / ops.sqrt(bc2) + self.epsilon))
 
 
-class KerasAdapter:
+class KerasAdapter(AdapterBase):
     """The keras side of :func:`spkid.training.run_training`; ``model`` (optional)
     is a ready model to start from instead of a freshly initialised one."""
 
@@ -252,13 +252,3 @@ def load_checkpoint(path: str | os.PathLike, *, prefer: str = "best"):
 def load_model(path: str | os.PathLike, *, prefer: str = "best"):
     """The model of a checkpoint (see :func:`load_checkpoint`)."""
     return load_checkpoint(path, prefer=prefer)[0]
-
-
-def evaluate(model_or_run_dir, dataset: FeatureSet, *, config: TrainConfig | None = None) -> dict:
-    """``dict(top1, top5, per_speaker, confusion, n, loss)`` on ``dataset`` (a model or a checkpoint path)."""
-    return evaluate_with(sys.modules[__name__], model_or_run_dir, dataset, config)
-
-
-def embed(model_or_run_dir, features_list: Sequence[np.ndarray], *, config: TrainConfig | None = None) -> np.ndarray:
-    """(N, embedding_dim) float32 embeddings, one per (T_i, n_mels) utterance."""
-    return embed_with(sys.modules[__name__], model_or_run_dir, features_list, config)

@@ -1,4 +1,4 @@
-"""Train, evaluate and embed with the PyTorch models (same public names as ``spkid_keras.train``).
+"""Train and load the PyTorch models (same public names as ``spkid_keras.train``).
 
 Loss = cross-entropy (with label smoothing) + ``penalty_coef`` * mean attention penalty (Lin et al. 2017).
 Adam / SGD with decoupled weight decay (applied as ``w -= lr * wd * w`` before the update, like Keras'
@@ -9,13 +9,13 @@ Data-parallel training (``torchrun``, ``devices="N"``, ``grad_accumulation``, AM
 :mod:`spkid.training.distributed` with :mod:`spkid_torch.distributed`.
 
 Checkpoint state files are ``torch.save`` dicts of tensors (weights, optimizer state, RNG state), read
-back with ``torch.load(..., weights_only=True)``.
+back with ``torch.load(..., weights_only=True)``. ``evaluate`` / ``embed`` and the rest of the backend
+interface: :mod:`spkid_torch.backend`.
 """
 from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import warnings
 from pathlib import Path
 from typing import Callable, Sequence
@@ -27,17 +27,17 @@ import torch.nn.functional as F
 from spkid.training.config import TrainConfig
 from spkid.training.distributed import micro_batches
 from spkid.errors import CheckpointError
-from spkid.inference.embedder import embed_with, evaluate_with
-from spkid.data.sampler import FeatureSet, TrainSampler
+from spkid.data.featuresets import FeatureSet
+from spkid.data.sampler import TrainSampler
 from spkid.models.specs import ModelSpec, model_spec
 from spkid.training.checkpoints import check_compatible, read_checkpoint
-from spkid.training.loop import check_model, run_training
+from spkid.training.loop import AdapterBase, check_model, run_training
 
 from . import distributed
 from .data import train_loader
 from .models import create_model
 
-__all__ = ["fit", "evaluate", "embed", "load_model", "load_checkpoint", "forward_fn", "TorchAdapter"]
+__all__ = ["fit", "load_model", "load_checkpoint", "forward_fn", "TorchAdapter"]
 
 
 def _device(devices: str) -> torch.device:
@@ -50,7 +50,7 @@ def _build_model(spec: ModelSpec, n_classes: int, name: str) -> torch.nn.Module:
     return create_model(name, n_classes, **spec.to_dict())
 
 
-class TorchAdapter:
+class TorchAdapter(AdapterBase):
     """The torch side of :func:`spkid.training.run_training`; ``model`` (optional)
     is a ready model to start from instead of a freshly initialised one."""
 
@@ -201,7 +201,7 @@ def fit(config: TrainConfig, train_set: FeatureSet, val_set: FeatureSet | None, 
         return run_training(adapter, config, train_set, val_set, out_dir, resume=resume, callbacks=callbacks,
                             progress=progress)
     finally:
-        if getattr(adapter, "world", 1) > 1:
+        if adapter.world > 1:
             adapter.net = adapter.model  # drop the DDP wrapper (its reducer) before its process group goes
             distributed.close()
 
@@ -223,14 +223,3 @@ def load_checkpoint(path: str | os.PathLike, *, prefer: str = "best") -> tuple[t
 def load_model(path: str | os.PathLike, *, prefer: str = "best") -> torch.nn.Module:
     """The model of a checkpoint (see :func:`load_checkpoint`)."""
     return load_checkpoint(path, prefer=prefer)[0]
-
-
-def evaluate(model_or_run_dir, dataset: FeatureSet, *, config: TrainConfig | None = None) -> dict:
-    """``dict(top1, top5, per_speaker, confusion, n, loss)`` on ``dataset`` (a model or a checkpoint path;
-    ``config`` defaults to the checkpoint's TrainConfig, which decides full-utterance vs windows)."""
-    return evaluate_with(sys.modules[__name__], model_or_run_dir, dataset, config)
-
-
-def embed(model_or_run_dir, features_list: Sequence[np.ndarray], *, config: TrainConfig | None = None) -> np.ndarray:
-    """(N, embedding_dim) float32 embeddings, one per (T_i, n_mels) utterance."""
-    return embed_with(sys.modules[__name__], model_or_run_dir, features_list, config)

@@ -6,17 +6,17 @@ neither enrolment nor queries were seen in training.
 """
 from __future__ import annotations
 
-import importlib
 import json
 from pathlib import Path
 
 import numpy as np
 
 from spkid.app.cli import main
+from spkid.backends import get_backend
 from spkid.features.config import FeatureConfig
 from spkid.training.config import TrainConfig
 from spkid.features.api import extract_features
-from spkid.data.sampler import FeatureSet
+from spkid.data.featuresets import FeatureSet
 from spkid.models.specs import TINY_OVERRIDES
 from tests.export_support import FSDD_SPEAKERS, fsdd_files
 
@@ -33,7 +33,7 @@ def train_tiny(backend: str, fsdd_dir: Path, out_dir: Path, seed: int = 0) -> Pa
     config = TrainConfig(model="vgg_attention", model_overrides=TINY_OVERRIDES["vgg_attention"], epochs=8,
                          batch_size=8, crop_frames=40, lr=3e-3, devices="cpu", seed=seed, plateau_patience=100)
     data = FeatureSet(feats, labels, FSDD_SPEAKERS, FEATURES)
-    importlib.import_module(f"spkid_{backend}.train").fit(config, data, None, out_dir, progress=False)
+    get_backend(backend).fit(config, data, None, out_dir, progress=False)
     return out_dir
 
 

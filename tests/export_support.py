@@ -1,14 +1,14 @@
 """Shared helpers of the export tests (tests/torch/test_export.py, tests/keras/test_export.py)."""
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 import numpy as np
 
+from spkid.backends import get_backend
 from spkid.features.config import FeatureConfig
 from spkid.training.config import TrainConfig
-from spkid.data.sampler import FeatureSet
+from spkid.data.featuresets import FeatureSet
 from spkid.models.specs import TINY_OVERRIDES
 
 N_MELS = 20
@@ -25,7 +25,7 @@ def tiny_run(backend: str, out_dir: Path, model: str = "vgg_attention") -> Path:
     data = FeatureSet(feats, np.arange(12) % 3, ("ann", "bob", "cy"), FEATURES)
     config = TrainConfig(model=model, model_overrides=TINY_OVERRIDES[model], epochs=1, batch_size=4,
                          crop_frames=CROP, lr=1e-2, devices="cpu", seed=0)
-    importlib.import_module(f"spkid_{backend}.train").fit(config, data, None, out_dir, progress=False)
+    get_backend(backend).fit(config, data, None, out_dir, progress=False)
     return out_dir
 
 
@@ -73,8 +73,7 @@ def fsdd_onnx_model(fsdd_dir: Path, out_dir: Path) -> Path:
     config = TrainConfig(model="vgg_attention", model_overrides=FSDD_SMALL, epochs=15, batch_size=16,
                          crop_frames=50, lr=3e-3, devices="cpu", seed=0, plateau_patience=100)
     run = Path(out_dir) / "run"
-    importlib.import_module("spkid_torch.train").fit(config, FeatureSet(feats, labels, FSDD_SPEAKERS, fc), None, run,
-                                                     progress=False)
+    get_backend("torch").fit(config, FeatureSet(feats, labels, FSDD_SPEAKERS, fc), None, run, progress=False)
     return export_model(run, Path(out_dir) / "fsdd.onnx", "onnx")
 
 

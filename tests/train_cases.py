@@ -1,13 +1,14 @@
 """Shared pieces of the training tests: tiny data sets, a numpy stand-in backend for the core loop, and
-backend-neutral checks that tests/torch and tests/keras run against their own ``train`` module."""
+backend-neutral checks that tests/torch and tests/keras run against their :class:`spkid.backends.Backend`."""
 from __future__ import annotations
 
 import numpy as np
 
 from spkid.features.config import FeatureConfig
 from spkid.training.config import TrainConfig
+from spkid.training.loop import AdapterBase
 from spkid.inference.embedder import load_embedder
-from spkid.data.sampler import FeatureSet
+from spkid.data.featuresets import FeatureSet
 from spkid.models.specs import TINY_OVERRIDES
 
 
@@ -31,8 +32,9 @@ def tiny_config(**kw) -> TrainConfig:
     return TrainConfig.from_dict({**base, **kw})
 
 
-class NumpyAdapter:
-    """A framework-free stand-in backend: softmax regression on the time-mean of the crop, plain SGD."""
+class NumpyAdapter(AdapterBase):
+    """A framework-free stand-in backend: softmax regression on the time-mean of the crop, plain SGD
+    (one process: ``world``, ``is_main``, ``sync``, ``share`` and ``summary_writer`` are the defaults)."""
 
     backend = "numpy"
     suffix = ".npz"
@@ -70,9 +72,6 @@ class NumpyAdapter:
     def load(self, path):
         with np.load(path) as z:
             self.w, self.b = z["w"], z["b"]
-
-    def summary_writer(self, logdir):
-        return None
 
 
 # ----------------------------------------------------------------------------- backend-neutral checks

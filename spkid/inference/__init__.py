@@ -1,4 +1,4 @@
-"""From a trained model to embeddings: checkpoint embedders, ONNX embedders and export.
+"""From a trained model to embeddings: checkpoint embedders, ONNX embedders, export and embeddings files.
 
 Public names are imported lazily: ``import spkid.inference`` stays cheap.
 """
@@ -8,15 +8,19 @@ from spkid._lazy import lazy_exports
 
 # public name -> submodule that defines it
 _LAZY = {
-    "Embedder": "embedder",
+    "Embedder": "base",
+    "BackendBase": "backend",
     "load_embedder": "embedder",
     "embed_files": "embedder",
-    "evaluate_with": "embedder",
-    "embed_with": "embedder",
-    "export_metadata": "export",
+    "export_metadata": "onnx",
+    "parse_metadata": "onnx",
     "export_model": "export",
-    "OnnxEmbedder": "export",
+    "OnnxEmbedder": "onnx",
     "open_embedder": "export",
+    "Embeddings": "embeddings",
+    "EmbeddingsError": "embeddings",
+    "save_embeddings": "embeddings",
+    "load_embeddings": "embeddings",
 }
 
 __all__ = list(_LAZY)

@@ -19,6 +19,8 @@ _LAZY = {
     "trunk_channels": "specs",
     "attention_input_dim": "specs",
     "pooled_dim": "specs",
+    "list_models": "registry",
+    "check_create_args": "registry",
 }
 
 __all__ = list(_LAZY)

@@ -45,6 +45,8 @@ __all__ = [
 CHECKPOINT_FORMAT = 1
 # TrainConfig fields that may change between a run and its resumption.
 _RESUMABLE_CHANGES = ("epochs", "num_workers", "devices", "eval_batch_size", "grad_accumulation")
+# TrainConfig fields of earlier versions, withdrawn at their defaults (spkid.training.config).
+_WITHDRAWN = ("noise_snr", "noise_copies")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,7 +153,7 @@ def check_compatible(meta: dict, expected: dict, path: str | os.PathLike) -> Non
             continue
         got, want = meta.get(key), expected[key]
         if key == "train_config":
-            got = {k: v for k, v in (got or {}).items() if k not in _RESUMABLE_CHANGES}
+            got = {k: v for k, v in (got or {}).items() if k not in _RESUMABLE_CHANGES and k not in _WITHDRAWN}
             want = {k: v for k, v in want.items() if k not in _RESUMABLE_CHANGES}
         if json.dumps(got, sort_keys=True) != json.dumps(want, sort_keys=True):
             raise CheckpointError(f"checkpoint is for another {key}: checkpoint has {got}, this run has {want}",

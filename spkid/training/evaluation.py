@@ -1,17 +1,23 @@
-"""Evaluation shared by both backends: utterance-level outputs over padded batches, and the
-classification report (top-1, top-5, per-speaker accuracy, confusion, loss) of An, Thanh & Liu (2019).
+"""Evaluation shared by both backends: utterance-level outputs over padded batches, the
+classification report (top-1, top-5, per-speaker accuracy, confusion, loss) of An, Thanh & Liu (2019),
+and the bodies of every backend's ``evaluate`` / ``embed`` (:func:`evaluate_with`, :func:`embed_with`),
+which reach the framework only through a :class:`spkid.backends.Backend`.
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+import os
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from spkid.backends import Backend
 from spkid.data.sampler import eval_batches, eval_pieces
+from spkid.errors import CheckpointError
 from spkid.metrics import confusion_matrix, per_class_accuracy, topk_accuracy
+from spkid.training.checkpoints import read_checkpoint
 from spkid.training.config import TrainConfig
 
-__all__ = ["Forward", "predict", "average_posteriors", "classification_report"]
+__all__ = ["Forward", "predict", "average_posteriors", "classification_report", "evaluate_with", "embed_with"]
 
 Forward = Callable[[np.ndarray, np.ndarray], dict]
 
@@ -74,3 +80,32 @@ def classification_report(logits: np.ndarray, labels: np.ndarray, speakers: Sequ
         "n": int(len(labels)),
     }
 
+
+
+def _model_and_config(backend: Backend, model_or_path: Any, config: TrainConfig | None):
+    """(model, TrainConfig, checkpoint speakers or None) from a model object or a checkpoint path."""
+    if isinstance(model_or_path, (str, os.PathLike)):
+        meta, _ = read_checkpoint(model_or_path)
+        model = backend.load_model(model_or_path)
+        return model, config or TrainConfig.from_dict(meta["train_config"]), list(meta["speakers"])
+    return model_or_path, config or TrainConfig(), None
+
+
+def evaluate_with(backend: Backend, model_or_path: Any, dataset, config: TrainConfig | None = None) -> dict:
+    """:meth:`Backend.evaluate <spkid.backends.Backend.evaluate>`: ``dict(top1, top5, per_speaker,
+    confusion, n, loss)`` of a model or checkpoint on ``dataset`` (a FeatureSet). ``config`` defaults to
+    the checkpoint's TrainConfig (full utterances vs windows); a checkpoint's speakers must be the data's."""
+    model, config, speakers = _model_and_config(backend, model_or_path, config)
+    if speakers is not None and list(dataset.speakers) != speakers:
+        raise CheckpointError(
+            f"the data set's {len(dataset.speakers)} speakers differ from the checkpoint's {len(speakers)} "
+            f"(first: {list(dataset.speakers)[:3]} vs {speakers[:3]})", path=os.fspath(model_or_path))
+    logits = predict(backend.forward_fn(model), dataset.features, config, keys=("logits",))["logits"]
+    return classification_report(logits, dataset.labels, dataset.speakers)
+
+
+def embed_with(backend: Backend, model_or_path: Any, features_list: Sequence[np.ndarray],
+               config: TrainConfig | None = None) -> np.ndarray:
+    """:meth:`Backend.embed <spkid.backends.Backend.embed>`: (N, E) float32 embeddings."""
+    model, config, _ = _model_and_config(backend, model_or_path, config)
+    return predict(backend.forward_fn(model), features_list, config, keys=("embedding",))["embedding"]

@@ -18,7 +18,8 @@ from typing import Any, Callable, Iterable, Protocol, Sequence
 
 import numpy as np
 
-from spkid.data.sampler import FeatureSet, TrainSampler
+from spkid.data.featuresets import FeatureSet
+from spkid.data.sampler import TrainSampler
 from spkid.errors import CheckpointError, ConfigError
 from spkid.features.config import FeatureConfig
 from spkid.models.specs import ModelSpec, model_spec
@@ -28,7 +29,7 @@ from spkid.training.config import TrainConfig
 from spkid.training.distributed import usable
 from spkid.training.evaluation import classification_report, predict
 
-__all__ = ["Plateau", "Adapter", "resolve_spec", "check_model", "run_training"]
+__all__ = ["Plateau", "Adapter", "AdapterBase", "resolve_spec", "check_model", "run_training"]
 
 
 @dataclasses.dataclass
@@ -92,10 +93,14 @@ def resolve_spec(config: TrainConfig, n_mels: int) -> ModelSpec:
 
 
 class Adapter(Protocol):
-    """What a backend provides to :func:`run_training`."""
+    """What a backend provides to :func:`run_training`; derive from :class:`AdapterBase` for the defaults
+    of the members a single-process adapter does not need (``world``, ``is_main``, ``sync``, ``share``,
+    ``summary_writer``)."""
 
     backend: str  # "torch" | "keras"
     suffix: str  # state file suffix: ".pt" | ".npz"
+    world: int  # data-parallel processes / replicas (spkid.training.distributed)
+    is_main: bool  # this process writes checkpoints, logs and progress (known once ``build`` has run)
 
     def build(self, config: TrainConfig, spec: ModelSpec, n_classes: int) -> None: ...
     def batches(self, sampler: TrainSampler, epoch: int) -> Iterable[tuple[Any, Any]]: ...
@@ -103,10 +108,52 @@ class Adapter(Protocol):
     def forward(self, x: np.ndarray, lengths: np.ndarray) -> dict: ...  # eval mode, numpy outputs
     def save(self, path: Path) -> None: ...
     def load(self, path: Path) -> None: ...
+    def sync(self) -> None: ...  # at each epoch's end, e.g. to copy rank 0's BatchNorm statistics
+    def share(self, obj: Any) -> Any: ...  # rank 0's ``obj`` on every rank (also a barrier)
     def summary_writer(self, logdir: Path) -> Callable[[str, float, int], None] | None: ...
-    # Optional, for data-parallel adapters (spkid.training.distributed): ``world`` (number of devices, default 1),
-    # ``is_main`` (this process writes checkpoints, logs and progress; default True), ``sync()`` (called
-    # at each epoch's end, e.g. to copy rank 0's BatchNorm statistics) and ``share(obj)`` (rank 0's obj).
+
+
+class AdapterBase:
+    """Base of the training adapters: the single-process defaults of :class:`Adapter`.
+
+    A subclass sets ``backend`` and ``suffix`` and implements ``build``, ``batches``, ``train_step``,
+    ``forward``, ``save`` and ``load``; data-parallel adapters set ``world`` / ``is_main`` in ``build``
+    and override ``sync`` / ``share``; ``summary_writer`` returns None (no TensorBoard) unless overridden.
+    """
+
+    backend: str = ""
+    suffix: str = ""
+    world: int = 1
+    is_main: bool = True
+
+    def build(self, config: TrainConfig, spec: ModelSpec, n_classes: int) -> None:
+        raise NotImplementedError
+
+    def batches(self, sampler: TrainSampler, epoch: int) -> Iterable[tuple[Any, Any]]:
+        raise NotImplementedError
+
+    def train_step(self, x: Any, y: Any, lr: float) -> dict:
+        raise NotImplementedError
+
+    def forward(self, x: np.ndarray, lengths: np.ndarray) -> dict:
+        raise NotImplementedError
+
+    def save(self, path: Path) -> None:
+        raise NotImplementedError
+
+    def load(self, path: Path) -> None:
+        raise NotImplementedError
+
+    def sync(self) -> None:
+        """Nothing to synchronise in one process."""
+
+    def share(self, obj: Any) -> Any:
+        """``obj`` itself: one process is its own rank 0."""
+        return obj
+
+    def summary_writer(self, logdir: Path) -> Callable[[str, float, int], None] | None:
+        """None: no TensorBoard scalars."""
+        return None
 
 
 def run_training(adapter: Adapter, config: TrainConfig, train_set: FeatureSet, val_set: FeatureSet | None,
@@ -117,7 +164,7 @@ def run_training(adapter: Adapter, config: TrainConfig, train_set: FeatureSet, v
     Each callback is called as ``cb(row)`` after every epoch (``row`` is that epoch's history dict);
     one returning True stops training after that epoch's checkpoint.
 
-    Data-parallel adapters (see :class:`Adapter`): every process runs this loop on the same global
+    Data-parallel adapters (``adapter.world > 1``): every process runs this loop on the same global
     batches; only the main process validates, writes checkpoints / history / TensorBoard and shows
     progress, and its epoch row (hence the plateau's learning rate) is shared with the others.
     """
@@ -137,7 +184,7 @@ def run_training(adapter: Adapter, config: TrainConfig, train_set: FeatureSet, v
         "train_config": config.to_dict(),
     }
     adapter.build(config, spec, train_set.n_classes)
-    main = getattr(adapter, "is_main", True)  # known once the adapter has joined its process group
+    main = adapter.is_main  # known once the adapter has joined its process group
     progress = progress and main
     plateau = Plateau(lr=config.lr, patience=config.plateau_patience, factor=config.lr_factor, min_lr=config.min_lr)
     history: list[dict] = []
@@ -157,7 +204,7 @@ def run_training(adapter: Adapter, config: TrainConfig, train_set: FeatureSet, v
         plateau = Plateau.from_dict(meta["plateau"])
     sampler = TrainSampler(train_set, config)
     scalar = adapter.summary_writer(paths.tensorboard) if main else None
-    world, share = getattr(adapter, "world", 1), getattr(adapter, "share", lambda obj: obj)
+    world, share = adapter.world, adapter.share
     for epoch in range(start, config.epochs):
         lr = plateau.lr_at(config, epoch)
         totals: dict[str, float] = {}
@@ -174,8 +221,7 @@ def run_training(adapter: Adapter, config: TrainConfig, train_set: FeatureSet, v
                 totals[k] = totals.get(k, 0.0) + float(v) * b
             bar.set_postfix(loss=f"{totals['loss'] / seen:.3f}")
         row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, **{k: v / max(seen, 1) for k, v in totals.items()}}
-        if hasattr(adapter, "sync"):
-            adapter.sync()
+        adapter.sync()
         if main and val_set is not None and len(val_set):
             logits = predict(adapter.forward, val_set.features, config, keys=("logits",))["logits"]
             rep = classification_report(logits, val_set.labels, val_set.speakers)

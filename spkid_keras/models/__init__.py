@@ -1,27 +1,20 @@
 """Keras models: a registry over :data:`spkid.models.specs.MODEL_NAMES` (``vgg_attention``, ``resnet18``,
-``resnet50``), built from :func:`spkid.models.specs.model_spec`. Same names in ``spkid_torch.models``."""
+``resnet50``), built from :func:`spkid.models.specs.model_spec`; names and argument checks are the
+framework-free :mod:`spkid.models.registry`. Same names in ``spkid_torch.models``."""
 from __future__ import annotations
 
-from spkid.errors import ConfigError
-from spkid.models.specs import MODEL_NAMES, model_spec
+from spkid.models.registry import check_create_args, list_models
 
 from .net import SpeakerNet, build_trunk
 
 __all__ = ["SpeakerNet", "build_trunk", "create_model", "list_models", "count_params"]
 
 
-def list_models() -> list[str]:
-    """Names accepted by :func:`create_model`."""
-    return list(MODEL_NAMES)
-
-
 def create_model(name: str, n_classes: int, **spec_overrides) -> SpeakerNet:
     """``create_model("resnet18", n_classes=1251, embedding_dim=128)``; overrides go to
     :func:`spkid.models.specs.model_spec` (unknown names or keys raise ConfigError listing the valid ones).
     The model is built (weights exist) and accepts any number of frames."""
-    spec = model_spec(name, **spec_overrides)
-    if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 1:
-        raise ConfigError(f"n_classes must be an int >= 1, got {n_classes!r}")
+    spec = check_create_args(name, n_classes, **spec_overrides)
     return SpeakerNet(spec, n_classes, name=name)
 
 

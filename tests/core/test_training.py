@@ -173,3 +173,90 @@ def test_warmup_epochs_is_validated():
 def test_callback_can_stop_training(tmp_path):
     hist = _fit(tmp_path, "s", 5, callbacks=[lambda row: row["epoch"] >= 2])
     assert len(hist) == 2
+
+
+# ------------------------------------------------------------------------------ adapter defaults
+def test_adapter_base_gives_single_process_defaults():
+    from spkid.training.loop import AdapterBase
+
+    a = NumpyAdapter()
+    assert isinstance(a, AdapterBase) and (a.world, a.is_main) == (1, True)
+    marker = object()
+    assert a.share(marker) is marker and a.sync() is None and a.summary_writer(None) is None
+    with pytest.raises(NotImplementedError):
+        AdapterBase().train_step(None, None, 0.1)
+
+
+class _Rank(NumpyAdapter):
+    """A stand-in for one rank of a data-parallel job: records the loop's calls of sync and share."""
+
+    def __init__(self, is_main: bool):
+        self.main, self.calls = is_main, []
+
+    def build(self, config, spec, n_classes):
+        super().build(config, spec, n_classes)
+        self.world, self.is_main = 2, self.main
+
+    def sync(self):
+        self.calls.append("sync")
+
+    def share(self, obj):
+        self.calls.append("share")
+        return obj
+
+
+def test_run_training_uses_the_adapters_world_sync_and_share(tmp_path):
+    """The loop calls sync at each epoch's end and share twice (the row, then a barrier); a rank that is
+    not the main one neither validates nor writes anything."""
+    main, other = _Rank(True), _Rank(False)
+    hist = run_training(main, tiny_config(epochs=2, lr=0.5), blobs(), blobs(2, seed=1), tmp_path / "m",
+                        progress=False)
+    assert main.calls == ["sync", "share", "share"] * 2 and "val_top1" in hist[0]
+    assert (tmp_path / "m" / "checkpoints" / "last.json").is_file()
+    hist = run_training(other, tiny_config(epochs=2, lr=0.5), blobs(), blobs(2, seed=1), tmp_path / "o",
+                        progress=False)
+    assert other.calls == ["sync", "share", "share"] * 2 and "val_top1" not in hist[0]
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == []
+
+
+# ------------------------------------------------------------------------------ the backend boundary
+def test_get_backend_refuses_unknown_and_missing_backends(monkeypatch):
+    import sys
+
+    from spkid.backends import get_backend
+    from spkid.errors import BackendError
+
+    with pytest.raises(BackendError, match="unknown backend 'jax'; valid backends: torch, keras"):
+        get_backend("jax")
+    for name in ("torch", "keras"):
+        monkeypatch.setitem(sys.modules, name, None)  # as if the framework were not installed
+        with pytest.raises(BackendError, match=rf"backend '{name}' is not installed .*pip install 'spkid\[{name}\]'"):
+            get_backend(name)
+
+
+def test_backends_satisfy_the_protocol_without_importing_their_framework():
+    """``get_backend(name)`` is a :class:`spkid.backends.Backend`; getting it, its name, export formats
+    and model list load no framework (a fresh interpreter checks)."""
+    import importlib.util
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    names = [n for n in ("torch", "keras") if importlib.util.find_spec(n) is not None]
+    if not names:
+        pytest.skip("no backend installed")
+    code = (
+        "import sys\n"
+        "from spkid.backends import Backend, get_backend\n"
+        "from spkid.models.specs import MODEL_NAMES\n"
+        f"for name in {names!r}:\n"
+        "    b = get_backend(name)\n"
+        "    assert isinstance(b, Backend) and b.name == name, b\n"
+        "    assert b.list_models() == list(MODEL_NAMES) and 'onnx' in b.export_formats\n"
+        "    assert get_backend(name) is b\n"
+        "print(','.join(sorted(k for k in sys.modules if k.split('.')[0] in ('torch', 'tensorflow', 'keras'))))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "", f"a framework was imported: {out.stdout.strip()}"

@@ -10,8 +10,9 @@ keras = pytest.importorskip("keras")
 pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
-from spkid.inference.export import OnnxEmbedder, export_model  # noqa: E402
 from spkid.inference.embedder import load_embedder  # noqa: E402
+from spkid.inference.export import export_model  # noqa: E402
+from spkid.inference.onnx import OnnxEmbedder  # noqa: E402
 from spkid_keras.export import load_keras  # noqa: E402
 from tests.export_support import LENGTHS, TOL, batch, max_diff, tiny_run, utterances  # noqa: E402
 from tests.model_contract import one_torch_thread  # noqa: E402,F401 (fixture)
@@ -79,3 +80,21 @@ def test_torch_checkpoint_to_keras_format(tmp_path):
     ref = load_embedder(torch_run)
     x, lengths = batch(LENGTHS[1])
     assert max_diff(_keras_outputs(model, x, lengths)["logits"], ref._forward(x, lengths)["logits"]) <= TOL
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_keras_only_install_is_told_that_onnx_goes_through_the_torch_twin(keras_run, tmp_path, monkeypatch, fmt):
+    """Without PyTorch (simulated: ``import torch`` fails) a Keras model cannot reach ONNX / TorchScript,
+    and the error says why and what to install; the native ``.keras`` export still works."""
+    import sys
+
+    from spkid.errors import BackendError
+
+    monkeypatch.setitem(sys.modules, "torch", None)
+    with pytest.raises(BackendError) as e:
+        export_model(keras_run, tmp_path / "k", fmt)
+    msg = str(e.value)
+    assert "ONNX/TorchScript export of a Keras model goes through its PyTorch twin" in msg
+    assert "pip install 'spkid[torch]'" in msg
+    assert list(tmp_path.iterdir()) == []  # nothing half-written
+    assert export_model(keras_run, tmp_path / "k", "keras").is_file()

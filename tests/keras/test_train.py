@@ -1,4 +1,4 @@
-"""spkid_keras.train: fit / resume / evaluate / embed with a tiny model (checks shared with torch)."""
+"""The keras backend (``get_backend("keras")``): fit / resume / evaluate / embed with a tiny model (shared checks)."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,8 +6,10 @@ import pytest
 
 pytest.importorskip("keras")
 
-from spkid_keras import train  # noqa: E402
+from spkid.backends import get_backend  # noqa: E402
 from tests import train_cases as cases  # noqa: E402
+
+BACKEND = get_backend("keras")
 
 
 def weights_of(model):
@@ -15,12 +17,12 @@ def weights_of(model):
 
 
 def test_loss_decreases(tmp_path):
-    cases.check_loss_decreases(train, tmp_path)
+    cases.check_loss_decreases(BACKEND, tmp_path)
 
 
 def test_resume_equals_uninterrupted(tmp_path):
-    cases.check_resume_equals_uninterrupted(train, tmp_path, weights_of)
+    cases.check_resume_equals_uninterrupted(BACKEND, tmp_path, weights_of)
 
 
 def test_evaluate_embed_and_embedder(tmp_path):
-    cases.check_evaluate_embed_and_embedder(train, tmp_path)
+    cases.check_evaluate_embed_and_embedder(BACKEND, tmp_path)

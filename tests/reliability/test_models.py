@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from spkid.errors import CheckpointError
+from spkid.errors import CheckpointError, ConfigError
 from tests import model_contract as contract
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -81,3 +81,25 @@ def test_out_of_range_lengths_are_clamped(backend, rng):
     assert all(np.isfinite(v).all() for v in out.values())
     assert (out["attention"][0, :, 1:] == 0).all()  # only the first pooled frame is valid
     np.testing.assert_allclose(out["logits"][1:], full[1:], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("n_classes", [0, -3, True, False, 2.0, "3", None])
+def test_registry_refuses_impossible_class_counts(n_classes):
+    """The one framework-free check both backends' ``create_model`` run: n_classes is an int >= 1."""
+    from spkid.models.registry import check_create_args
+
+    with pytest.raises(ConfigError, match=rf"n_classes must be an int >= 1, got {n_classes!r}"):
+        check_create_args("vgg_attention", n_classes)
+
+
+def test_registry_returns_the_spec_and_lists_the_models():
+    from spkid.models.registry import check_create_args, list_models
+    from spkid.models.specs import MODEL_NAMES, model_spec
+
+    assert list_models() == list(MODEL_NAMES)
+    over = contract.tiny("resnet18")
+    assert check_create_args("resnet18", 1, **over) == model_spec("resnet18", **over)
+    with pytest.raises(ConfigError, match="valid models: " + ", ".join(MODEL_NAMES)):
+        check_create_args("resnet19", 3)
+    with pytest.raises(ConfigError, match="unknown key"):
+        check_create_args("resnet18", 3, resnet={"widht": 4})

@@ -25,6 +25,7 @@ import pytest
 
 pytest.importorskip("torch")
 
+from spkid.backends import get_backend  # noqa: E402
 from spkid_torch import train  # noqa: E402
 from tests.model_contract import one_torch_thread  # noqa: E402,F401 (fixture)
 from tests.train_cases import blobs, tiny_config  # noqa: E402
@@ -98,4 +99,4 @@ def test_spkid_train_devices_2_launches_torchrun_and_resumes(fsdd_dir, tmp_path,
     meta, _ = read_checkpoint(run, prefer="last")
     assert meta["epoch"] == 2 and meta["train_config"]["devices"] == "2" and len(meta["history"]) == 2
     assert len(list((run / "checkpoints").glob("epoch-*.pt"))) >= 1
-    assert train.embed(run, blobs(1).features).shape == (3, 16)  # the checkpoint loads in one process
+    assert get_backend("torch").embed(run, blobs(1).features).shape == (3, 16)  # the checkpoint loads in one process

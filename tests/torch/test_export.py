@@ -3,7 +3,6 @@ registered architecture; a trained checkpoint through ``export_model`` + ``OnnxE
 save + reload."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -12,8 +11,9 @@ onnx = pytest.importorskip("onnx")
 
 import spkid_torch  # noqa: E402
 from spkid.errors import CheckpointError, ConfigError  # noqa: E402
-from spkid.inference.export import OnnxEmbedder, export_model, open_embedder  # noqa: E402
 from spkid.inference.embedder import load_embedder  # noqa: E402
+from spkid.inference.export import export_model, open_embedder  # noqa: E402
+from spkid.inference.onnx import OnnxEmbedder  # noqa: E402
 from spkid.models.specs import TINY_OVERRIDES  # noqa: E402
 from spkid_torch.export import OUTPUT_NAMES, load_torchscript, to_onnx, to_torchscript  # noqa: E402
 from tests.export_support import LENGTHS, N_MELS, TOL, batch, max_diff, tiny_run, utterances  # noqa: E402
@@ -119,3 +119,16 @@ def test_export_errors(torch_run, tmp_path):
         OnnxEmbedder(garbage)
     with pytest.raises(CheckpointError, match="cannot read TorchScript"):
         load_torchscript(garbage)
+
+
+def test_torch_only_install_is_told_that_keras_export_goes_through_the_keras_twin(torch_run, tmp_path,
+                                                                                   monkeypatch):
+    import sys
+
+    from spkid.errors import BackendError
+
+    monkeypatch.setitem(sys.modules, "keras", None)  # as if Keras were not installed
+    with pytest.raises(BackendError, match=r"Keras export of a PyTorch model goes through its Keras twin.*"
+                                           r"pip install 'spkid\[keras\]'"):
+        export_model(torch_run, tmp_path / "t", "keras")
+    assert list(tmp_path.iterdir()) == []
