@@ -5,7 +5,6 @@ Not a public module; ``train_vctk.py`` and ``train_voxceleb1.py`` import it from
 from __future__ import annotations
 
 import argparse
-import importlib
 import time
 from pathlib import Path
 
@@ -31,11 +30,11 @@ def prepare_and_train(manifest, args: argparse.Namespace) -> dict:
     """Cache the features of ``manifest`` under ``OUT/cache``, train into ``OUT/run``, evaluate on test."""
     from spkid.backends import get_backend
     from spkid.data.cache import build_cache
-    from spkid.data.sampler import cache_feature_sets
+    from spkid.data.featuresets import cache_feature_sets
     from spkid.features.config import FeatureConfig
     from spkid.training.config import TrainConfig
     from spkid.models.specs import TINY_OVERRIDES
-    from spkid.data.splits import write_manifest
+    from spkid.data.manifest import write_manifest
 
     t0 = time.perf_counter()
     out = Path(args.out)
@@ -53,11 +52,11 @@ def prepare_and_train(manifest, args: argparse.Namespace) -> dict:
                          seed=args.seed)
     print(f"training {args.model} ({args.backend}) on {len(train)} clips of {train.n_classes} speakers, "
           f"validating on {len(val)}; checkpoints in {out / 'run'}")
-    module = importlib.import_module(get_backend(args.backend).__name__ + ".train")
-    module.fit(config, train, val, out / "run", resume=args.resume)
+    backend = get_backend(args.backend)
+    backend.fit(config, train, val, out / "run", resume=args.resume)
     result = {"train_clips": len(train), "speakers": train.n_classes}
     if test is not None:
-        report = module.evaluate(out / "run", test)
+        report = backend.evaluate(out / "run", test)
         result.update(top1=report["top1"], top5=report["top5"], test_clips=report["n"])
         print(f"test: top-1 {100 * report['top1']:.2f}%  top-5 {100 * report['top5']:.2f}%  ({report['n']} clips)")
     print(f"done in {time.perf_counter() - t0:.0f} s; best checkpoint: {out / 'run' / 'checkpoints' / 'best.json'}")

@@ -1,16 +1,16 @@
 """Speaker embeddings of a data set from a trained checkpoint, saved as a ``.npz``.
 
 The data come from a feature cache (``spkid prepare`` / the training examples) or a dataset folder
-(any layout ``spkid.data.splits.load_dataset`` detects; audio is loaded and featurised with the checkpoint's
-own feature settings). The ``.npz`` holds ``embeddings`` (N, E) float32, ``ids`` (N,) utterance paths and
-``speakers`` (N,) their speakers -- the input of ``closest_celeb.py --embeddings``.
+(any layout ``spkid.data.layouts.registry.load_dataset`` detects; audio is loaded and featurised with the checkpoint's
+own feature settings). The ``.npz`` (and ``.json`` beside it) is the file ``spkid embed`` writes
+(:mod:`spkid.inference.embeddings`: per-utterance ``embeddings``, ``ids``, ``speaker_of`` into ``speakers``,
+and per-speaker means) -- the input of ``closest_celeb.py --embeddings``.
 
     python examples/extract_embeds.py runs/vox1/run --cache runs/vox1/cache --split test --out vox1_test.npz
 """
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 
 def main(argv=None) -> int:
@@ -23,10 +23,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="embeddings.npz", help="output .npz (default embeddings.npz)")
     args = parser.parse_args(argv)
 
-    import numpy as np
-
     from spkid.inference.embedder import embed_files, load_embedder
-    from spkid.fileio import atomic_write
+    from spkid.inference.embeddings import Embeddings, save_embeddings
 
     embedder = load_embedder(args.checkpoint)
     print(f"loaded {embedder.backend} {embedder.model_name} ({len(embedder.speakers)} training speakers) "
@@ -41,7 +39,7 @@ def main(argv=None) -> int:
         vectors = embedder.embed([cache.load(u) for u in utts])
         ids, speakers = [u.path for u in utts], [u.speaker for u in utts]
     else:
-        from spkid.data.splits import load_dataset
+        from spkid.data.layouts.registry import load_dataset
 
         manifest = load_dataset(args.data)
         utts = [u for u in manifest if split is None or u.split == split]
@@ -52,14 +50,12 @@ def main(argv=None) -> int:
         who = {str(manifest.path_of(u)): u for u in utts}
         ids, speakers = [who[p].path for p in ok], [who[p].speaker for p in ok]
 
-    out = Path(args.out)
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, embeddings=vectors, ids=np.asarray(ids, dtype=str), speakers=np.asarray(speakers, dtype=str))
-
-    atomic_write(out, write)
-    print(f"wrote {out}: {len(ids)} x {vectors.shape[1]} embeddings of {len(set(speakers))} speakers")
+    if not ids:
+        print("nothing to embed")
+        return 1
+    result = Embeddings.from_labels(vectors, ids, speakers, model=str(args.checkpoint))
+    out = save_embeddings(args.out, result)
+    print(f"wrote {out}: {len(result)} x {result.dim} embeddings of {len(result.speakers)} speakers")
     return 0
 
 

@@ -7,7 +7,6 @@ synthetic corpus -> manifest -> feature cache -> train -> evaluate -> enrol a ga
 from __future__ import annotations
 
 import argparse
-import importlib
 from pathlib import Path
 
 
@@ -25,15 +24,16 @@ def main(argv=None) -> int:
     import numpy as np
 
     from spkid.app import plots
+    from spkid.app.demo import DEMO_OVERRIDES, DEMO_TRAINING
+    from spkid.backends import get_backend
     from spkid.data.cache import build_cache
-    from spkid.app.commands.demo import DEMO_OVERRIDES, DEMO_TRAINING
-    from spkid.data.sampler import cache_feature_sets
+    from spkid.data.featuresets import cache_feature_sets
     from spkid.features.config import FeatureConfig
-    from spkid.training.config import TrainConfig
     from spkid.search.gallery import Gallery
+    from spkid.training.config import TrainConfig
     from spkid.inference.embedder import load_embedder
     from spkid.models.specs import TINY_OVERRIDES
-    from spkid.data.splits import load_dataset
+    from spkid.data.layouts.registry import load_dataset
     from spkid.data.synthetic import make_corpus
 
     print("1. a synthetic corpus: one folder of 16 kHz WAVs per speaker")
@@ -46,10 +46,10 @@ def main(argv=None) -> int:
     train, val, test = cache_feature_sets(out / "cache")
 
     print(f"3. train a small VGG + self-attention model with {args.backend}")
-    overrides = TINY_OVERRIDES if args.tiny else DEMO_OVERRIDES
+    overrides = TINY_OVERRIDES if args.tiny else DEMO_OVERRIDES  # the demo's small models
     config = TrainConfig(model="vgg_attention", model_overrides=overrides["vgg_attention"], epochs=args.epochs,
                          **DEMO_TRAINING)
-    backend = importlib.import_module(f"spkid_{args.backend}.train")
+    backend = get_backend(args.backend)
     backend.fit(config, train, val, out / "run", resume=(out / "run" / "checkpoints" / "last.json").exists())
 
     print("4. closed-set accuracy on held-out clips")

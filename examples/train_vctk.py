@@ -22,7 +22,7 @@ def main(argv=None) -> int:
     add_training_arguments(parser, "spkid_out/vctk")
     args = parser.parse_args(argv)
 
-    from spkid.data.splits import load_dataset
+    from spkid.data.layouts.registry import load_dataset
 
     print(f"scanning VCTK at {args.root} (mic {args.mic})")
     manifest = load_dataset(args.root, "vctk", mic=args.mic, val=args.val_fraction, test=args.test_fraction,

@@ -20,7 +20,7 @@ def main(argv=None) -> int:
     add_training_arguments(parser, "spkid_out/voxceleb1")
     args = parser.parse_args(argv)
 
-    from spkid.data.splits import load_dataset
+    from spkid.data.layouts.registry import load_dataset
 
     print(f"reading the identification split of VoxCeleb1 at {args.root}")
     manifest = load_dataset(args.root, "voxceleb1-split", split_file=args.split_file)

@@ -1,8 +1,10 @@
 """The ``spkid`` command line.
 
 Each subcommand lives in its own module under :mod:`spkid.app.commands` exposing ``NAME``, ``HELP``,
-``add_arguments(parser)`` and ``run(args) -> int``. Modules import a backend only inside ``run`` and only
-when one is asked for, so ``spkid --help`` stays fast and framework-free.
+``add_arguments(parser)`` and ``run(args) -> int``. Commands are thin: options they share (config
+fields, data sources, gallery and progress options) come from :mod:`spkid.app.options`, the work from the
+library (the demo's from :mod:`spkid.app.demo`); a command never imports another. Modules import a
+backend only inside ``run`` and only when one is asked for, so ``spkid --help`` stays fast and framework-free.
 
 Any :class:`~spkid.errors.SpkidError` ends the command with its message and exit status 2 -- never a
 traceback.

@@ -18,19 +18,14 @@ import argparse
 import os
 from collections import defaultdict
 
+from spkid.app.options import add_gallery_arguments
+
 NAME = "enroll"
 HELP = "Enrol speakers' recordings in a gallery (created when missing; enrolling again updates the centroid)."
 
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--model``, ``--gallery``, ``--no-progress`` (shared with ``spkid identify``)."""
-    parser.add_argument("--model", required=True, metavar="CKPT_OR_ONNX",
-                        help="run directory, checkpoint .json / state file (torch or keras), or exported .onnx")
-    parser.add_argument("--gallery", required=True, metavar="G", help="gallery G (G.json + G.npz)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_model_arguments(parser)
+    add_gallery_arguments(parser)
     parser.add_argument("--from-dir", metavar="DIR",
                         help="enrol every sub-folder of DIR as a speaker (folder name = speaker name)")
     parser.add_argument("--threshold", type=float,
@@ -48,7 +43,7 @@ def speakers_to_enroll(args: argparse.Namespace) -> dict[str, list[str]]:
             raise ConfigError("give either NAME FILE... or --from-dir DIR, not both")
         from pathlib import Path
 
-        from spkid.data.splits import scan_folders
+        from spkid.data.layouts.folders import scan_folders
 
         root = Path(args.from_dir)
         if not root.is_dir():
@@ -67,12 +62,12 @@ def speakers_to_enroll(args: argparse.Namespace) -> dict[str, list[str]]:
 def run(args: argparse.Namespace) -> int:
     from filelock import FileLock
 
-    from spkid.search.gallery import Gallery
+    from spkid.search.storage import gallery_paths
     from spkid.inference.embedder import load_embedder
 
     jobs = speakers_to_enroll(args)
     embedder = load_embedder(args.model)
-    jpath, _ = Gallery.paths(args.gallery)
+    jpath, _ = gallery_paths(args.gallery)
     jpath.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(f"{jpath}.lock"):  # concurrent enrolments into one gallery take turns: no lost updates
         return enroll_into(jpath, jobs, embedder, args)
@@ -80,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
 
 def enroll_into(jpath, jobs: dict[str, list[str]], embedder, args: argparse.Namespace) -> int:
     """Load (or create) the gallery, embed and enrol ``jobs``, save; the exit status."""
-    from spkid.search.gallery import open_gallery
+    from spkid.search.binding import open_gallery
     from spkid.inference.embedder import embed_files
 
     gallery, jpath, notes = open_gallery(jpath, embedder, args.model, create=True)

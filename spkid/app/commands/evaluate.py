@@ -10,18 +10,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from spkid.app.options import add_data_arguments, add_progress_argument, load_split
+
 NAME = "evaluate"
 HELP = "Closed-set identification accuracy of a trained model on a data split."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from spkid.app.commands.train import add_data_arguments
-
     parser.add_argument("--model", required=True, metavar="RUN", help="run directory, checkpoint .json or state file")
     add_data_arguments(parser)
     parser.add_argument("--split", default="test", choices=["train", "val", "test"], help="split to score")
     parser.add_argument("--out", metavar="DIR", help="where to write metrics.json and the figures (default: RUN)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_progress_argument(parser)
 
 
 def run_dir_of(model_path: str) -> Path:
@@ -37,17 +37,17 @@ def run(args: argparse.Namespace) -> int:
 
     from spkid.features.config import FeatureConfig
     from spkid.errors import SplitError
-    from spkid.inference.embedder import _train_module, load_embedder
+    from spkid.backends import get_backend
+    from spkid.inference.embedder import load_embedder
     from spkid.app.plots import evaluation_figures
     from spkid.training.checkpoints import atomic_write_json, read_checkpoint
-    from spkid.app.commands.train import load_split
 
     meta, _ = read_checkpoint(args.model)
     data = load_split(args, args.split, feature_config=FeatureConfig.from_dict(meta["feature_config"]),
                       speakers=meta["speakers"], progress=not args.no_progress)
     if data is None:
         raise SplitError(f"no usable utterances in split {args.split!r}", path=args.cache or args.data)
-    report = _train_module(meta["backend"]).evaluate(args.model, data)
+    report = get_backend(meta["backend"]).evaluate(args.model, data)
     print(f"{meta['backend']} {meta['model']} (epoch {meta['epoch']}) on {report['n']} {args.split} utterances:")
     print(f"top-1 {100 * report['top1']:.2f}%  top-5 {100 * report['top5']:.2f}%")
     for speaker, acc in report["per_speaker"].items():

@@ -2,7 +2,7 @@
 
 Any backend's checkpoint to any format (the weight port bridges the frameworks); ONNX files have dynamic
 batch and time axes and carry the feature config, labels and model name in their metadata, so
-``spkid serve --model OUT.onnx`` (or :class:`spkid.inference.export.OnnxEmbedder`) needs nothing else.
+``spkid serve --model OUT.onnx`` (or :class:`spkid.inference.onnx.OnnxEmbedder`) needs nothing else.
 """
 from __future__ import annotations
 

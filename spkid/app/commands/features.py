@@ -9,31 +9,27 @@ import argparse
 import io
 from pathlib import Path
 
-from spkid.app.commands.prepare import add_config_arguments, config_from_args
+from spkid.app.options import add_feature_arguments, feature_config_from_args
 
 NAME = "features"
 HELP = "Compute log-mel filterbank features of audio files (print shapes, optionally save .npy)."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from spkid.features.config import FeatureConfig
-
     parser.add_argument("files", nargs="+", metavar="FILE", help="audio files (wav, flac, ogg, ...)")
     parser.add_argument("--out", metavar="DIR", help="write DIR/<file stem>.npy, (n_frames, n_mels) float32")
-    parser.add_argument("--feature-config", metavar="YAML", help="FeatureConfig fields from a YAML file")
-    add_config_arguments(parser, FeatureConfig, "feature options (override --feature-config)")
+    add_feature_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from spkid.features.config import FeatureConfig
     from spkid.errors import SpkidError
     from spkid.audio.io import load_audio
     from spkid.features.api import fbank_from_config
     from spkid.fileio import atomic_write_bytes
 
-    config = config_from_args(args, FeatureConfig, args.feature_config)
+    config = feature_config_from_args(args)
     out_dir = Path(args.out) if args.out else None
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)

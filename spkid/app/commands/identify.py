@@ -3,36 +3,28 @@
 For each clip: the ``top-k`` enrolled speakers ranked by cosine similarity to their centroid, the ``top-k``
 closest enrolled utterances, and the answer -- the best speaker, or ``unknown`` when its score is below
 the threshold (default: the one stored in the gallery; none means always answer). The gallery must have
-been made with the same model (see :func:`spkid.search.gallery.open_gallery`). ``--json`` prints one JSON document
-instead of tables. Unreadable clips are reported and skipped; exit status 1 when none could be read.
+been made with the same model (see :func:`spkid.search.binding.open_gallery`). ``--json`` prints one JSON document
+instead of tables; each result is ``{"clip", **Identification.to_dict()}``, the shape of the service's
+``/identify``. Unreadable clips are reported and skipped; exit status 1 when none could be read.
 """
 from __future__ import annotations
 
 import argparse
 import json
 
+from spkid.app.options import add_gallery_arguments
+
 NAME = "identify"
 HELP = "Identify speakers of clips against an enrolled gallery (top-k speakers, closest utterances)."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from spkid.app.commands.enroll import add_model_arguments
-
-    add_model_arguments(parser)
+    add_gallery_arguments(parser)
     parser.add_argument("--top-k", type=int, default=5, help="speakers and utterances listed per clip (default: 5)")
     parser.add_argument("--threshold", type=float, default=None,
                         help="answer 'unknown' below this cosine score (default: the gallery's own, else never)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     parser.add_argument("clips", nargs="+", metavar="CLIP", help="audio file(s) to identify")
-
-
-def as_dict(clip: str, answer) -> dict:
-    """One clip's :class:`~spkid.search.gallery.Identification` as JSON-ready data."""
-    return {"clip": clip, "speaker": answer.label, "unknown": answer.is_unknown, "score": answer.score,
-            "threshold": answer.threshold,
-            "candidates": [{"speaker": m.speaker, "score": m.score} for m in answer.candidates],
-            "neighbours": [{"speaker": n.speaker, "utterance": n.utterance, "score": n.score}
-                           for n in answer.neighbours]}
 
 
 def table(clip: str, answer) -> list[str]:
@@ -55,7 +47,7 @@ def table(clip: str, answer) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from spkid.errors import ConfigError
     from spkid.inference.embedder import embed_files, load_embedder
-    from spkid.search.gallery import open_gallery
+    from spkid.search.binding import open_gallery
 
     if args.top_k < 1:
         raise ConfigError(f"--top-k must be at least 1, got {args.top_k}")
@@ -65,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     answers = gallery.identify(emb, top_k=args.top_k, threshold=args.threshold) if ok else []
     if args.json:
         print(json.dumps({"gallery": str(jpath), "model": str(args.model), "speakers": len(gallery),
-                          "notes": notes, "results": [as_dict(c, a) for c, a in zip(ok, answers)],
+                          "notes": notes, "results": [{"clip": c, **a.to_dict()} for c, a in zip(ok, answers)],
                           "skipped": [{"clip": c, "reason": why} for c, why in failed]}, indent=1))
     else:
         for note in notes:

@@ -6,9 +6,9 @@ Exit status is 0 when the cache holds at least one usable entry (failures are li
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import typing
 from pathlib import Path
+
+from spkid.app.options import add_feature_arguments, add_progress_argument, feature_config_from_args
 
 NAME = "prepare"
 HELP = "Scan a dataset (VoxCeleb, VCTK, folders, file-name pattern, manifest) and build its feature cache."
@@ -25,48 +25,8 @@ def _shard(text: str) -> tuple[int, int]:
     return i, n
 
 
-def _option_kwargs(tp) -> dict:
-    """argparse ``choices`` / ``type`` for a config field annotation; ``none`` allowed when optional."""
-    optional = type(None) in typing.get_args(tp)
-    literals = [tp] if typing.get_origin(tp) is typing.Literal else [
-        a for a in typing.get_args(tp) if typing.get_origin(a) is typing.Literal
-    ]
-    if literals:
-        return {"choices": [str(v) for lit in literals for v in typing.get_args(lit)] + ["none"] * optional}
-    base = next((a for a in typing.get_args(tp) if a is not type(None)), tp)
-    convert = base if base in (int, float) else str
-    if not optional:
-        return {"type": convert}
-    return {"type": lambda text: "none" if text.lower() == "none" else convert(text)}
-
-
-def add_config_arguments(parser: argparse.ArgumentParser, config_cls, title: str) -> None:
-    """One ``--kebab-name`` option per field of a StrictConfig class (default: keep the config's value)."""
-    group = parser.add_argument_group(title)
-    hints = typing.get_type_hints(config_cls)
-    for f in dataclasses.fields(config_cls):
-        kw = _option_kwargs(hints[f.name])
-        if "choices" not in kw:
-            kw["metavar"] = f.name.upper()
-        group.add_argument(f"--{f.name.replace('_', '-')}", dest=f"cfg_{f.name}", default=None,
-                           help=f"(default: {f.default})", **kw)
-
-
-def config_from_args(args: argparse.Namespace, config_cls, yaml_path: str | None = None):
-    """Build a config: YAML file (optional) overridden by the ``--field`` options that were given."""
-    from spkid._strict import load_yaml_config
-
-    data = load_yaml_config(yaml_path) if yaml_path else {}
-    for name in config_cls.field_names():
-        value = getattr(args, f"cfg_{name}", None)
-        if value is not None:
-            data[name] = None if value == "none" else value
-    return config_cls.from_dict(data)
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from spkid.features.config import FeatureConfig
-    from spkid.data.splits import LAYOUTS
+    from spkid.data.layouts.registry import LAYOUTS
 
     parser.add_argument("root", help="dataset folder (or a manifest file with --layout manifest)")
     parser.add_argument("--cache", required=True, metavar="DIR", help="feature-cache folder to build or resume")
@@ -83,13 +43,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seeded split: seed (default 0)")
     parser.add_argument("--workers", type=int, default=1, help="feature-extraction processes (default 1)")
     parser.add_argument("--shard", type=_shard, metavar="I/N", help="build only shard I of N (0 <= I < N)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--feature-config", metavar="YAML", help="FeatureConfig fields from a YAML file")
-    add_config_arguments(parser, FeatureConfig, "feature options (override --feature-config)")
+    add_progress_argument(parser)
+    add_feature_arguments(parser)
 
 
 def _load_manifest(args: argparse.Namespace):
-    from spkid.data.splits import load_dataset, read_manifest, write_manifest
+    from spkid.data.layouts.registry import load_dataset
+    from spkid.data.manifest import read_manifest, write_manifest
 
     if args.manifest and Path(args.manifest).exists():
         manifest = read_manifest(args.manifest, default_root=args.root)
@@ -108,11 +68,10 @@ def _load_manifest(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from spkid.data.cache import build_cache
-    from spkid.features.config import FeatureConfig
     from spkid.errors import SplitError
-    from spkid.data.splits import check_closed_set
+    from spkid.data.splitting import check_closed_set
 
-    config = config_from_args(args, FeatureConfig, args.feature_config)
+    config = feature_config_from_args(args)
     manifest = _load_manifest(args)
     print(manifest.summary())
     for note in manifest.notes:

@@ -8,8 +8,9 @@ Routes (JSON in error cases too, never an HTML traceback):
 - ``POST /enroll``     multipart ``name`` + one or more ``audio`` files -> ``{"speaker", "added", "utterances",
   "count"}``; the gallery is saved atomically (:meth:`Gallery.save`) before the response
 - ``POST /identify``   multipart ``audio`` (+ optional ``top_k``) -> ``{"speaker" (name or "unknown"), "score",
-  "unknown", "threshold", "candidates": [{"speaker", "score"}], "duration"}``; scores are cosine
-  similarities to the speakers' centroids
+  "unknown", "threshold", "candidates": [{"speaker", "score"}], "neighbours": [{"speaker", "utterance",
+  "score"}], "duration"}`` (:meth:`~spkid.search.gallery.Identification.to_dict` + ``duration``); candidate
+  scores are cosine similarities to the speakers' centroids, neighbour scores to enrolled utterances
 
 Bad input (unreadable / silent / too short audio, missing fields, empty gallery) answers 400 (409 for an
 empty gallery) with the :class:`~spkid.errors.SpkidError` message, naming the uploaded file; bodies over
@@ -52,7 +53,7 @@ def create_app(embedder, gallery_path: str | os.PathLike, *, threshold: float | 
 
     from spkid.features.api import extract_features
 
-    from spkid.search.gallery import open_gallery
+    from spkid.search.binding import open_gallery
 
     # the same model check as `spkid enroll` / `identify`: a gallery of another model is refused
     gallery, _, notes = open_gallery(gallery_path, embedder, model_source, create=True)
@@ -131,9 +132,7 @@ def create_app(embedder, gallery_path: str | os.PathLike, *, threshold: float | 
         emb, duration = embed_upload(audio_files()[0])
         with lock:
             res = gallery.identify(emb, top_k=k, threshold=threshold)[0]
-        return jsonify(speaker=res.label, score=res.score, unknown=res.is_unknown, threshold=threshold,
-                       candidates=[{"speaker": m.speaker, "score": m.score} for m in res.candidates],
-                       duration=round(duration, 3))
+        return jsonify(**res.to_dict(), duration=round(duration, 3))
 
     @app.errorhandler(SpkidError)
     def spkid_error(exc: SpkidError):
