@@ -26,11 +26,12 @@ from hypothesis import strategies as st
 
 import spkid.features.api as F
 from spkid.audio.io import load_audio
-from spkid.data.cache import restricted_loads
+from spkid.data.entries import restricted_loads
 from spkid.features.config import FeatureConfig
 from spkid.errors import AudioError, CacheError, ConfigError, FeatureError, GalleryError, SplitError
 from spkid.search.gallery import Gallery
-from spkid.data.splits import LabelMap, Manifest, Utterance, read_manifest, write_manifest
+from spkid.data.labels import LabelMap
+from spkid.data.manifest import Manifest, Utterance, read_manifest, write_manifest
 
 _EXAMPLES = int(os.environ.get("SPKID_FUZZ_EXAMPLES", "0"))
 _COMMON = dict(deadline=None, derandomize=not _EXAMPLES, print_blob=True,

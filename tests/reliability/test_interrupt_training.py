@@ -23,7 +23,8 @@ from spkid.data.cache import build_cache
 from spkid.app.cli import main
 from spkid.features.config import FeatureConfig
 from spkid.inference.embedder import load_embedder
-from spkid.data.splits import Manifest, load_dataset
+from spkid.data.manifest import Manifest
+from spkid.data.layouts.registry import load_dataset
 from spkid.training.checkpoints import read_checkpoint
 from tests.train_cases import tiny_config
 
