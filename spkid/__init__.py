@@ -59,6 +59,7 @@ __all__ = [
     "CheckpointError",
     "GalleryError",
     "BackendError",
+    "EmbeddingsError",
     "__version__",
     *_LAZY,
 ]

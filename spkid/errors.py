@@ -17,6 +17,7 @@ __all__ = [
     "CheckpointError",
     "GalleryError",
     "BackendError",
+    "EmbeddingsError",
 ]
 
 
@@ -62,3 +63,7 @@ class GalleryError(SpkidError):
 
 class BackendError(SpkidError):
     """A deep-learning backend (torch / keras) was asked for but is not installed or unknown."""
+
+
+class EmbeddingsError(SpkidError):
+    """An embeddings file (``spkid embed`` output) is missing, unreadable, or its arrays do not fit together."""

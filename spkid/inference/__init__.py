@@ -18,7 +18,6 @@ _LAZY = {
     "OnnxEmbedder": "onnx",
     "open_embedder": "export",
     "Embeddings": "embeddings",
-    "EmbeddingsError": "embeddings",
     "save_embeddings": "embeddings",
     "load_embeddings": "embeddings",
 }

@@ -17,15 +17,11 @@ from typing import Sequence
 
 import numpy as np
 
-from spkid.errors import SpkidError
+from spkid.errors import EmbeddingsError
 
-__all__ = ["Embeddings", "EmbeddingsError", "save_embeddings", "load_embeddings", "embeddings_path", "KEYS"]
+__all__ = ["Embeddings", "save_embeddings", "load_embeddings", "embeddings_path", "KEYS"]
 
 KEYS = ("embeddings", "ids", "speaker_of", "speakers", "speaker_embeddings")
-
-
-class EmbeddingsError(SpkidError):
-    """An embeddings file is missing, unreadable, or its arrays do not fit together."""
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from spkid.errors import SpkidError
-from spkid.inference.embeddings import Embeddings, EmbeddingsError, load_embeddings, save_embeddings
+from spkid.errors import EmbeddingsError
+from spkid.inference.embeddings import Embeddings, load_embeddings, save_embeddings
 
 
 def _example() -> Embeddings:
