@@ -27,7 +27,7 @@ import spkid_keras  # noqa: E402
 import spkid_torch  # noqa: E402
 from spkid.features.config import FeatureConfig  # noqa: E402
 from spkid.features.api import extract_features  # noqa: E402
-from spkid.data.sampler import FeatureSet  # noqa: E402
+from spkid.data.featuresets import FeatureSet  # noqa: E402
 from spkid.training.loop import resolve_spec  # noqa: E402
 from spkid_keras import train as ktrain  # noqa: E402
 from spkid_keras.convert import torch_to_keras  # noqa: E402
@@ -86,8 +86,8 @@ def test_both_backends_learn_the_same(fsdd_subset, tmp_path):
     train, test = fsdd_subset
     cfg = tiny_config(epochs=6, batch_size=30, crop_frames=50, lr=3e-3, plateau_patience=10)
     th, kh = _fit_both(cfg, train, tmp_path)
-    t_acc = ttrain.evaluate(tmp_path / "torch", test)["top1"]
-    k_acc = ktrain.evaluate(tmp_path / "keras", test)["top1"]
+    t_acc = spkid_torch.evaluate(tmp_path / "torch", test)["top1"]
+    k_acc = spkid_keras.evaluate(tmp_path / "keras", test)["top1"]
     print(f"fsdd subset top-1: torch {t_acc:.3f}, keras {k_acc:.3f}; losses torch "
           f"{[round(h['loss'], 4) for h in th]} keras {[round(h['loss'], 4) for h in kh]}")
     assert t_acc >= FLOOR and k_acc >= FLOOR
