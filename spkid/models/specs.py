@@ -117,7 +117,7 @@ class ModelSpec(StrictConfig):
 
     def validate(self) -> None:
         if self.n_mels < 1 or self.embedding_dim < 1:
-            raise ConfigError(f"ModelSpec: n_mels and embedding_dim must be >= 1")
+            raise ConfigError(f"ModelSpec: n_mels and embedding_dim must be >= 1, got {self.n_mels}, {self.embedding_dim}")
         if not 0.0 < self.bn_momentum < 1.0 or self.bn_eps <= 0:
             raise ConfigError(f"ModelSpec: bad BatchNorm eps/momentum {self.bn_eps}/{self.bn_momentum}")
 

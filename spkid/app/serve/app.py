@@ -27,7 +27,6 @@ import sys
 import threading
 import uuid
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -45,7 +44,7 @@ class RequestError(SpkidError):
 
 def create_app(embedder, gallery_path: str | os.PathLike, *, threshold: float | None = None, top_k: int = 5,
                max_upload_mb: float = 10.0, model_source: str | os.PathLike = ""):
-    """The Flask app. ``embedder``: an :class:`~spkid.inference.Embedder` (or :class:`~spkid.inference.export.OnnxEmbedder`);
+    """The Flask app. ``embedder``: an :class:`~spkid.inference.Embedder` (or :class:`~spkid.inference.onnx.OnnxEmbedder`);
     ``gallery_path``: where the gallery lives (created on first enrolment); ``threshold``: open-set
     threshold on the best cosine score (default: the gallery's own, None = always answer a name)."""
     from flask import Flask, jsonify, request
