@@ -9,7 +9,18 @@ Public names are imported lazily so that ``import spkid`` stays cheap.
 from __future__ import annotations
 
 from spkid._lazy import lazy_exports
-from spkid.errors import AudioError, BackendError, CacheError, CheckpointError, ConfigError, FeatureError, GalleryError, SpkidError, SplitError
+from spkid.errors import (
+    AudioError,
+    BackendError,
+    CacheError,
+    CheckpointError,
+    ConfigError,
+    EmbeddingsError,
+    FeatureError,
+    GalleryError,
+    SpkidError,
+    SplitError,
+)
 
 __version__ = "0.1.0"
 
