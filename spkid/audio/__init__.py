@@ -1,4 +1,5 @@
-"""Audio input: decode, mix down, resample and validate recordings (soundfile, soxr).
+"""Audio: decode, mix down, resample and validate recordings (soundfile, soxr), and seeded waveform
+augmentation (noise, babble, rooms, channels, gain, speed).
 
 Public names are imported lazily: ``import spkid.audio`` stays cheap.
 """
@@ -13,6 +14,21 @@ _LAZY = {
     "load_audio": "io",
     "load_audio_with_rate": "io",
     "resample": "io",
+    "AugmentConfig": "augment",
+    "Augmenter": "augment",
+    "colored_noise": "noise",
+    "add_noise": "noise",
+    "add_colored_noise": "noise",
+    "babble": "noise",
+    "reverberate": "rooms",
+    "simulate_rir": "rooms",
+    "schroeder_rt60": "rooms",
+    "bandpass": "channels",
+    "telephone": "channels",
+    "mu_law": "channels",
+    "random_eq": "channels",
+    "gain": "channels",
+    "speed_perturb": "channels",
 }
 
 __all__ = list(_LAZY)
