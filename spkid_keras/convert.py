@@ -7,6 +7,7 @@ PyTorch state-dict key                Keras weight                transform (tor
 ====================================  ==========================  ==========================================
 ``{path}.weight`` (Conv2d)            ``{path}`` Conv2D kernel    (out, in, kh, kw) -> (kh, kw, in, out)
 ``{path}.weight`` / ``.bias`` (Linear) ``{path}`` Dense kernel/bias (out, in) -> (in, out); bias as is
+``classifier.weight`` (AAM head)      ``classifier`` weight       as is: (C*K, E) in both (CosineClassifier)
 ``{path}.weight`` / ``.bias``         ``{path}`` BatchNorm        gamma / beta
 ``{path}.running_mean`` / ``_var``    ``{path}`` BatchNorm        moving_mean / moving_variance
 ``{path}.num_batches_tracked``        --                          ignored (only used when momentum=None)
@@ -27,6 +28,7 @@ import numpy as np
 from keras import layers
 
 from spkid.errors import CheckpointError
+from spkid_keras.models.layers import CosineClassifier
 
 __all__ = ["torch_to_keras", "keras_to_torch", "weight_map"]
 
@@ -51,6 +53,8 @@ def weight_map(model) -> dict[str, tuple[object, Callable, Callable]]:
             pairs = {"weight": (layer.kernel, _transpose(_CONV[0]), _transpose(_CONV[1]))}
         elif isinstance(layer, layers.Dense):
             pairs = {"weight": (layer.kernel, _transpose((1, 0)), _transpose((1, 0)))}
+        elif isinstance(layer, CosineClassifier):
+            pairs = {"weight": (layer.weight, _identity, _identity)}
         elif isinstance(layer, layers.BatchNormalization):
             pairs = {t: (getattr(layer, k), _identity, _identity) for t, k in _BN.items()}
         elif layer.weights and not getattr(layer, "_layers", None):

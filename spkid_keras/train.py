@@ -1,7 +1,8 @@
 """Train and load the Keras 3 models (same public names as ``spkid_torch.train``).
 
-Same recipe as the torch backend: cross-entropy with label smoothing + ``penalty_coef`` * mean attention
-penalty, Adam (PyTorch's update formula, epsilon 1e-8: :class:`TorchStyleAdam`) or SGD with decoupled weight decay applied before the update, the
+Same recipe as the torch backend: cross-entropy with label smoothing (on the additive angular margin
+logits of :func:`spkid_keras.losses.margin_logits` for ``loss="aam"``, at the epoch's margin) +
+``penalty_coef`` * mean attention penalty, Adam (PyTorch's update formula, epsilon 1e-8: :class:`TorchStyleAdam`) or SGD with decoupled weight decay applied before the update, the
 learning rate set every step from :class:`spkid.training.Plateau`. The step is a ``tf.GradientTape`` loop
 (TensorFlow backend of Keras) so that resuming restores exactly the same optimizer state; the epoch loop,
 validation, checkpoints and history are shared with torch in :func:`spkid.training.run_training`.
@@ -32,9 +33,11 @@ from spkid.data.sampler import TrainSampler
 from spkid.models.specs import ModelSpec, model_spec
 from spkid.training.checkpoints import check_compatible, read_checkpoint
 from spkid.training.loop import AdapterBase, check_model, run_training
+from spkid.training.losses import margin_at
 
 from . import distributed
 from .data import EpochBatches, iterate
+from .losses import margin_logits
 from .models import create_model
 
 __all__ = ["fit", "load_model", "load_checkpoint", "forward_fn", "KerasAdapter", "TorchStyleAdam"]
@@ -117,6 +120,7 @@ class KerasAdapter(AdapterBase):
         import tensorflow as tf
 
         self.tf, self.config = tf, config
+        self.margin = margin_at(config.aam_margin, config.aam_margin_warmup_epochs, 0)
         gpu = bool(tf.config.list_physical_devices("GPU")) and config.devices != "cpu"
         if config.mixed_precision:
             if gpu:
@@ -144,12 +148,17 @@ class KerasAdapter(AdapterBase):
             self.opt.build(self.model.trainable_variables)
         self._step = tf.function(self._distributed_step, reduce_retracing=True)
 
-    def _distributed_step(self, pieces, inv_n, lr):
+    def begin_epoch(self, epoch: int) -> None:
+        """Set the AAM margin of 0-based ``epoch`` (its warm-up ramp)."""
+        c = self.config
+        self.margin = margin_at(c.aam_margin, c.aam_margin_warmup_epochs, epoch)
+
+    def _distributed_step(self, pieces, inv_n, lr, margin):
         self.opt.learning_rate.assign(lr)
-        sums = self.strategy.run(self._replica_step, args=(pieces, inv_n))
+        sums = self.strategy.run(self._replica_step, args=(pieces, inv_n, margin))
         return self.strategy.reduce("SUM", sums, axis=None)
 
-    def _replica_step(self, pieces, inv_n):
+    def _replica_step(self, pieces, inv_n, margin):
         """This replica's micro-batches: gradients of (summed loss) / (global batch size), accumulated, then
         applied (the optimizer sums them across replicas). Returns the sums of loss, ce, penalty, hits."""
         tf, c = self.tf, self.config
@@ -161,7 +170,8 @@ class KerasAdapter(AdapterBase):
                 logits = tf.cast(out["logits"], tf.float32)
                 n = tf.shape(logits)[-1]
                 target = tf.one_hot(y, n) * (1.0 - c.label_smoothing) + c.label_smoothing / tf.cast(n, tf.float32)
-                ce = -tf.reduce_sum(target * tf.nn.log_softmax(logits), axis=-1)
+                z = margin_logits(logits, y, c.aam_scale, margin) if c.loss == "aam" else logits
+                ce = -tf.reduce_sum(target * tf.nn.log_softmax(z), axis=-1)
                 penalty = tf.cast(out["penalty"], tf.float32)
                 loss = tf.reduce_sum(ce + c.penalty_coef * penalty)
                 scaled = loss * inv_n
@@ -185,7 +195,8 @@ class KerasAdapter(AdapterBase):
             return tuple((tf.constant(x[a:b]), tf.constant(y[a:b])) for a, b, _ in parts)
 
         per_replica = self.strategy.experimental_distribute_values_from_function(pieces)
-        sums = self._step(per_replica, tf.constant(1.0 / n, tf.float32), tf.constant(lr, tf.float32))
+        sums = self._step(per_replica, tf.constant(1.0 / n, tf.float32), tf.constant(lr, tf.float32),
+                          tf.constant(self.margin, tf.float32))
         return dict(zip(("loss", "ce", "penalty", "acc"), (float(v) / n for v in sums.numpy())))
 
     def forward(self, x: np.ndarray, lengths: np.ndarray) -> dict:

@@ -1,6 +1,9 @@
 """Train and load the PyTorch models (same public names as ``spkid_keras.train``).
 
-Loss = cross-entropy (with label smoothing) + ``penalty_coef`` * mean attention penalty (Lin et al. 2017).
+Loss = cross-entropy (with label smoothing) + ``penalty_coef`` * mean attention penalty (Lin et al. 2017);
+with ``loss="aam"`` the cross-entropy is taken on the additive angular margin logits
+(:func:`spkid_torch.losses.margin_logits`; Deng et al., ArcFace, CVPR 2019) at the epoch's margin
+(:func:`spkid.training.losses.margin_at`), accuracy on the margin-free logits.
 Adam / SGD with decoupled weight decay (applied as ``w -= lr * wd * w`` before the update, like Keras'
 optimizers), learning rate driven by :class:`spkid.training.Plateau`. The epoch loop, validation,
 checkpoints and history are shared with the keras backend in :func:`spkid.training.run_training`.
@@ -32,9 +35,11 @@ from spkid.data.sampler import TrainSampler
 from spkid.models.specs import ModelSpec, model_spec
 from spkid.training.checkpoints import check_compatible, read_checkpoint
 from spkid.training.loop import AdapterBase, check_model, run_training
+from spkid.training.losses import margin_at
 
 from . import distributed
 from .data import train_loader
+from .losses import margin_logits
 from .models import create_model
 
 __all__ = ["fit", "load_model", "load_checkpoint", "forward_fn", "TorchAdapter"]
@@ -62,6 +67,7 @@ class TorchAdapter(AdapterBase):
 
     def build(self, config: TrainConfig, spec: ModelSpec, n_classes: int) -> None:
         self.config = config
+        self.margin = margin_at(config.aam_margin, config.aam_margin_warmup_epochs, 0)
         self.dist = distributed.context(config.devices)
         self.world, self.is_main = self.dist.world, self.dist.is_main
         self.device = self.dist.device(config.devices) if self.world > 1 else _device(config.devices)
@@ -86,6 +92,11 @@ class TorchAdapter(AdapterBase):
             self.opt = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.amp_dtype == torch.float16)
 
+    def begin_epoch(self, epoch: int) -> None:
+        """Set the AAM margin of 0-based ``epoch`` (its warm-up ramp)."""
+        c = self.config
+        self.margin = margin_at(c.aam_margin, c.aam_margin_warmup_epochs, epoch)
+
     def batches(self, sampler: TrainSampler, epoch: int):
         return train_loader(sampler, epoch, num_workers=self.config.num_workers,
                             pin_memory=self.device.type == "cuda")
@@ -107,7 +118,10 @@ class TorchAdapter(AdapterBase):
             with contextlib.nullcontext() if last or self.world == 1 else self.net.no_sync():
                 with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
                     out = self.net(xb)
-                    ce = F.cross_entropy(out["logits"].float(), yb, label_smoothing=c.label_smoothing)
+                    logits = out["logits"].float()
+                    if c.loss == "aam":
+                        logits = margin_logits(logits, yb, c.aam_scale, self.margin)
+                    ce = F.cross_entropy(logits, yb, label_smoothing=c.label_smoothing)
                     penalty = out["penalty"].float().mean()
                     loss = ce + c.penalty_coef * penalty
                 # DDP averages over ranks: weight * world makes the sum the global batch's mean gradient

@@ -10,6 +10,13 @@ Input convention in both backends: features of shape (batch, time, n_mels), floa
 Model outputs in both backends (same names): ``logits`` (B, n_classes), ``embedding`` (B, embedding_dim),
 ``attention`` (B, hops, T'), ``penalty`` (B,) -- the per-example ||A A^T - I||_F^2; training adds
 ``penalty_coef * mean(penalty)`` to the loss.
+
+Classifier head (:class:`HeadSpec`): ``"linear"`` (the default: a Linear layer on ReLU(embedding), as in
+every model before margin losses) or ``"aam"``, the cosine classifier of additive angular margin softmax
+(Deng et al., "ArcFace", CVPR 2019) with optional sub-centres (Deng et al., "Sub-center ArcFace", ECCV
+2020): ``logits = scale * cos(theta)``, the cosine between the L2-normalised embedding and the
+L2-normalised class weights (the closest of ``subcenters`` centres per class). The margin itself is a
+training-time change of the target logit (:mod:`spkid.training.losses`), so ``logits`` stays margin-free.
 """
 from __future__ import annotations
 
@@ -22,6 +29,7 @@ from spkid.errors import ConfigError
 
 __all__ = [
     "AttentionSpec",
+    "HeadSpec",
     "VGGSpec",
     "ResNetSpec",
     "ModelSpec",
@@ -34,6 +42,8 @@ __all__ = [
     "attention_input_dim",
     "pooled_dim",
     "STATS_VAR_FLOOR",
+    "NORM_EPS",
+    "head_outputs",
 ]
 
 
@@ -100,8 +110,43 @@ class ResNetSpec(StrictConfig):
 
 
 @dataclasses.dataclass(frozen=True)
+class HeadSpec(StrictConfig):
+    """The classifier on top of the embedding.
+
+    ``"linear"``: ``logits = W ReLU(e) + b`` (W: (C, E)). ``"aam"``: no bias, no ReLU, weight (C*K, E)
+    with K = ``subcenters`` (rows ``c*K .. c*K+K-1`` are class c's centres); ``logits[c] = scale *
+    max_k cos(e, w_{c,k})`` with both vectors L2-normalised (Deng et al., ArcFace, CVPR 2019; K > 1:
+    Sub-center ArcFace, ECCV 2020, K = 3 there). ``scale`` (s) is also the scale of the margin loss
+    (training sets it from ``TrainConfig.aam_scale``).
+    """
+
+    type: typing.Literal["linear", "aam"] = "linear"
+    subcenters: int = 1
+    scale: float = 30.0
+
+    def validate(self) -> None:
+        if self.subcenters < 1:
+            raise ConfigError(f"HeadSpec.subcenters must be >= 1, got {self.subcenters}")
+        if self.type == "linear" and self.subcenters != 1:
+            raise ConfigError(f"HeadSpec.subcenters needs type 'aam' (a linear head has one row per class), "
+                              f"got {self.subcenters}")
+        if not (self.scale > 0 and self.scale < float("inf")):
+            raise ConfigError(f"HeadSpec.scale must be a finite number > 0, got {self.scale}")
+
+
+#: Floor on the norms in the L2 normalisation of the AAM head (both backends and the numpy reference):
+#: ``v / max(||v||, NORM_EPS)``, as ``torch.nn.functional.normalize``.
+NORM_EPS = 1e-12
+
+
+def head_outputs(head: HeadSpec, n_classes: int) -> int:
+    """Rows of the classifier weight: ``n_classes`` (x ``subcenters`` for an AAM head)."""
+    return n_classes * (head.subcenters if head.type == "aam" else 1)
+
+
+@dataclasses.dataclass(frozen=True)
 class ModelSpec(StrictConfig):
-    """A whole model: trunk + attention pooling + embedding layer + linear classifier."""
+    """A whole model: trunk + attention pooling + embedding layer + classifier head (linear by default)."""
 
     arch: typing.Literal["vgg", "resnet"] = "vgg"
     n_mels: int = 40
@@ -109,6 +154,7 @@ class ModelSpec(StrictConfig):
     resnet: ResNetSpec = ResNetSpec()
     attention: AttentionSpec = AttentionSpec()
     embedding_dim: int = 256
+    head: HeadSpec = HeadSpec()
     # BatchNorm over the mel bins of the input (learned affine, running statistics): standardises
     # features that were not mean-normalised per utterance, keeping the long-term spectrum as a cue.
     input_norm: bool = False

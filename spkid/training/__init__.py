@@ -28,6 +28,9 @@ _LAZY = {
     "micro_batches": "distributed",
     "usable": "distributed",
     "launch_torchrun": "distributed",
+    "margin_at": "losses",
+    "aam_logits": "losses",
+    "aam_loss": "losses",
 }
 
 __all__ = list(_LAZY)

@@ -47,6 +47,12 @@ CHECKPOINT_FORMAT = 1
 _RESUMABLE_CHANGES = ("epochs", "num_workers", "devices", "eval_batch_size", "grad_accumulation")
 # TrainConfig fields of earlier versions, withdrawn at their defaults (spkid.training.config).
 _WITHDRAWN = ("noise_snr", "noise_copies")
+# Fields added later, at the default that reproduces what runs written before them did: a checkpoint
+# without them matches a run that has them at these values (margin losses: a linear head, softmax).
+_ADDED = {
+    "spec": {"head": {"type": "linear", "subcenters": 1, "scale": 30.0}},
+    "train_config": {"loss": "softmax", "aam_scale": 30.0, "aam_margin": 0.2, "aam_margin_warmup_epochs": 2},
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,6 +158,8 @@ def check_compatible(meta: dict, expected: dict, path: str | os.PathLike) -> Non
         if key not in expected:
             continue
         got, want = meta.get(key), expected[key]
+        if key in _ADDED and isinstance(got, dict) and isinstance(want, dict):
+            got = {**{k: v for k, v in _ADDED[key].items() if want.get(k) == v}, **got}
         if key == "train_config":
             got = {k: v for k, v in (got or {}).items() if k not in _RESUMABLE_CHANGES and k not in _WITHDRAWN}
             want = {k: v for k, v in want.items() if k not in _RESUMABLE_CHANGES}

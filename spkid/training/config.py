@@ -42,6 +42,14 @@ class TrainConfig(StrictConfig):
     ``r`` computing micro-batches ``r * grad_accumulation ...`` and the gradients averaged over the whole
     batch, so only BatchNorm statistics (per micro-batch unless synchronised) depend on these settings.
 
+    Loss: ``loss="softmax"`` is cross-entropy on the model's logits (any head); ``"aam"`` is additive
+    angular margin softmax (Deng et al., ArcFace, CVPR 2019; :mod:`spkid.training.losses`) and needs an
+    AAM head (``model_overrides={"head": {"type": "aam", "subcenters": K}}``, K > 1: Sub-center ArcFace,
+    ECCV 2020): the target logit ``s cos(theta)`` becomes ``s cos(theta + m)`` with ``s = aam_scale``
+    (also the head's ``scale``, set from it) and ``m = aam_margin``, ramped linearly per epoch from 0 over
+    ``aam_margin_warmup_epochs`` (:func:`spkid.training.losses.margin_at`). Label smoothing and the
+    attention penalty apply to either loss.
+
     Evaluation: ``eval_mode="full"`` feeds each utterance whole (repeat-padded to ``crop_frames`` when
     shorter, like training); ``"windows"`` cuts it into windows of ``window_frames`` every ``hop_frames``
     and averages the logits and embeddings of the windows.
@@ -64,6 +72,10 @@ class TrainConfig(StrictConfig):
     min_lr: float = 1e-6
     penalty_coef: float = 0.1
     label_smoothing: float = 0.0
+    loss: typing.Literal["softmax", "aam"] = "softmax"
+    aam_scale: float = 30.0  # s; loss "aam" only
+    aam_margin: float = 0.2  # m (radians); loss "aam" only
+    aam_margin_warmup_epochs: int = 2  # m ramps 0 -> aam_margin over these epochs; loss "aam" only
     seed: int = 0
     mixed_precision: bool = False  # GPU only; ignored (with a warning) on CPU
     augment_prob: float = 0.5
@@ -118,11 +130,31 @@ class TrainConfig(StrictConfig):
              or (self.devices.isdigit() and int(self.devices) >= 1),
              f"devices must be 'auto', 'cpu', 'gpu', 'cuda[:N]' or a device count >= 1, got {self.devices!r}")
         need(self.grad_accumulation >= 1, f"grad_accumulation must be >= 1, got {self.grad_accumulation}")
+        need(math.isfinite(self.aam_scale) and self.aam_scale > 0, f"aam_scale must be a finite number > 0, "
+             f"got {self.aam_scale}")
+        need(math.isfinite(self.aam_margin) and 0.0 <= self.aam_margin < math.pi / 2,
+             f"aam_margin must be in [0, pi/2) radians, got {self.aam_margin}")
+        need(self.aam_margin_warmup_epochs >= 0,
+             f"aam_margin_warmup_epochs must be >= 0, got {self.aam_margin_warmup_epochs}")
         try:  # the overrides must describe a valid architecture
-
-            model_spec(self.model, **self.model_overrides)
+            spec = model_spec(self.model, **self.model_overrides)
         except ConfigError as exc:
             raise ConfigError(f"{name}.model_overrides: {exc}") from None
+        if self.loss == "aam":
+            need(spec.head.type == "aam", f"loss 'aam' needs an AAM head: set model_overrides "
+                 f"{{'head': {{'type': 'aam'}}}} (the model {self.model!r} has head type {spec.head.type!r})")
+            given = (self.model_overrides.get("head") or {}).get("scale")
+            need(given is None or given == self.aam_scale,
+                 f"aam_scale ({self.aam_scale}) disagrees with model_overrides head scale ({given}): "
+                 f"set only aam_scale")
+
+    def model_spec_overrides(self) -> dict:
+        """``model_overrides`` with, for ``loss="aam"``, the head's scale set to ``aam_scale`` (the one
+        scale of the logits and of the margin loss)."""
+        over = dict(self.model_overrides)
+        if self.loss == "aam":
+            over["head"] = {**(over.get("head") or {}), "scale": self.aam_scale}
+        return over
 
     @property
     def augments(self) -> bool:

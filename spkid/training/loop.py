@@ -89,7 +89,7 @@ def check_model(model, spec: ModelSpec, n_classes: int):
 
 def resolve_spec(config: TrainConfig, n_mels: int) -> ModelSpec:
     """The run's ModelSpec: the registered model with the config's overrides and the data's n_mels."""
-    return model_spec(config.model, **{**config.model_overrides, "n_mels": n_mels})
+    return model_spec(config.model, **{**config.model_spec_overrides(), "n_mels": n_mels})
 
 
 class Adapter(Protocol):
@@ -104,6 +104,7 @@ class Adapter(Protocol):
 
     def build(self, config: TrainConfig, spec: ModelSpec, n_classes: int) -> None: ...
     def batches(self, sampler: TrainSampler, epoch: int) -> Iterable[tuple[Any, Any]]: ...
+    def begin_epoch(self, epoch: int) -> None: ...  # before the epoch's first step (e.g. its AAM margin)
     def train_step(self, x: Any, y: Any, lr: float) -> dict: ...  # loss, ce, penalty, acc (floats)
     def forward(self, x: np.ndarray, lengths: np.ndarray) -> dict: ...  # eval mode, numpy outputs
     def save(self, path: Path) -> None: ...
@@ -131,6 +132,9 @@ class AdapterBase:
 
     def batches(self, sampler: TrainSampler, epoch: int) -> Iterable[tuple[Any, Any]]:
         raise NotImplementedError
+
+    def begin_epoch(self, epoch: int) -> None:
+        """Called before the first step of 0-based ``epoch`` (resumed runs too); nothing by default."""
 
     def train_step(self, x: Any, y: Any, lr: float) -> dict:
         raise NotImplementedError
@@ -207,6 +211,8 @@ def run_training(adapter: Adapter, config: TrainConfig, train_set: FeatureSet, v
     world, share = adapter.world, adapter.share
     for epoch in range(start, config.epochs):
         lr = plateau.lr_at(config, epoch)
+        if hasattr(adapter, "begin_epoch"):
+            adapter.begin_epoch(epoch)
         totals: dict[str, float] = {}
         seen = 0
         bar = tqdm(adapter.batches(sampler, epoch), total=len(sampler), disable=not progress, leave=False,

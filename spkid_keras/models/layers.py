@@ -9,6 +9,8 @@ weight-name map used by :mod:`spkid_keras.convert`.
   sides; explicit padding makes the numbers equal.
 - :class:`ResNetTrunk`, parametrised by its block class; :class:`SelfAttentionPooling` (Lin et al.,
   ICLR 2017), as used by An, Thanh & Liu, IEEE Access 2019.
+- :class:`CosineClassifier`: the AAM head, ``scale * max_k cos(e, w_{c,k})`` (Deng et al., ArcFace, CVPR
+  2019; sub-centres: Sub-center ArcFace, ECCV 2020); its weight keeps PyTorch's (C*K, E) layout.
 
 Variable-length batches: as in PyTorch, frames past ``lengths`` are zeroed after every ReLU and pooling.
 """
@@ -16,9 +18,11 @@ from __future__ import annotations
 
 from keras import layers, ops
 
-from spkid.models.specs import STATS_VAR_FLOOR, AttentionSpec, ModelSpec, conv_output_length, pooled_dim
+from spkid.models.specs import (NORM_EPS, STATS_VAR_FLOOR, AttentionSpec, ModelSpec, conv_output_length,
+                                pooled_dim)
 
-__all__ = ["ConvBN", "ResNetTrunk", "SelfAttentionPooling", "length_mask", "mask_frames", "relu_masked"]
+__all__ = ["ConvBN", "ResNetTrunk", "SelfAttentionPooling", "CosineClassifier", "length_mask", "mask_frames",
+           "relu_masked"]
 
 
 def length_mask(lengths, T):
@@ -140,3 +144,29 @@ class SelfAttentionPooling(Block):
         return pooled, a, penalty
 
 
+def l2_normalize(v):
+    """``v / max(||v||, NORM_EPS)`` over the last axis (as ``torch.nn.functional.normalize``)."""
+    return v / ops.maximum(ops.sqrt(ops.sum(ops.square(v), axis=-1, keepdims=True)), NORM_EPS)
+
+
+class CosineClassifier(layers.Layer):
+    """The AAM head, twin of ``spkid_torch.models.layers.CosineClassifier`` (Deng et al., ArcFace, CVPR
+    2019; Sub-center ArcFace, ECCV 2020): variable ``weight`` (C*K, E) in PyTorch's layout (rows
+    ``c*K .. c*K+K-1`` are class c's centres; Glorot-uniform init). ``e`` (B, E) -> ``scale * max_k
+    cos(e, w_{c,k})`` (B, C); no margin here (training applies it: ``spkid_keras.losses``)."""
+
+    def __init__(self, embedding_dim: int, n_classes: int, subcenters: int = 1, scale: float = 30.0,
+                 name: str = "classifier"):
+        super().__init__(name=name)
+        self.embedding_dim, self.n_classes, self.subcenters, self.scale = embedding_dim, n_classes, subcenters, scale
+        self.use_bias = False
+
+    def build(self, input_shape):
+        self.weight = self.add_weight(shape=(self.n_classes * self.subcenters, self.embedding_dim),
+                                      initializer="glorot_uniform", name="weight")
+
+    def call(self, e):
+        cos = ops.matmul(l2_normalize(e), ops.transpose(l2_normalize(self.weight)))  # (B, C*K)
+        if self.subcenters > 1:
+            cos = ops.max(ops.reshape(cos, (-1, self.n_classes, self.subcenters)), axis=-1)
+        return self.scale * cos

@@ -2,8 +2,8 @@
 
 An, Thanh & Liu, "Deep CNNs With Self-Attention for Speaker Identification", IEEE Access 7 (2019).
 Numerically the twin of ``spkid_torch.models.net.SpeakerNet`` (weights port with
-:mod:`spkid_keras.convert`): the embedding is a Dense output (no BN / activation), the classifier sees
-ReLU(embedding).
+:mod:`spkid_keras.convert`): the embedding is a Dense output (no BN / activation), the linear classifier
+sees ReLU(embedding), the AAM head (:class:`~spkid_keras.models.layers.CosineClassifier`) the embedding.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from keras import layers, ops
 
 from spkid.models.specs import ModelSpec, attention_input_dim
 
-from .layers import ResNetTrunk, SelfAttentionPooling, mask_frames
+from .layers import CosineClassifier, ResNetTrunk, SelfAttentionPooling, mask_frames
 from .resnet18 import BasicBlock
 from .resnet50 import Bottleneck
 from .vgg_attention import VGGTrunk
@@ -48,7 +48,11 @@ class SpeakerNet(keras.Model):
         a = self.spec.attention
         self.pool = SelfAttentionPooling(attention_input_dim(self.spec), a.d_a, a.hops, a.pool)
         self.embedding = layers.Dense(self.spec.embedding_dim, name="embedding")
-        self.classifier = layers.Dense(n_classes, name="classifier")
+        head = self.spec.head
+        if head.type == "aam":
+            self.classifier = CosineClassifier(self.spec.embedding_dim, n_classes, head.subcenters, head.scale)
+        else:
+            self.classifier = layers.Dense(n_classes, name="classifier")
         self.build((None, None, self.spec.n_mels))
 
     def build(self, input_shape):
@@ -80,7 +84,7 @@ class SpeakerNet(keras.Model):
         h, lengths = self.frames(x, lengths, training=training)
         pooled, attention, penalty = self.pool(h, lengths)
         embedding = self.embedding(pooled)
-        logits = self.classifier(ops.relu(embedding))
+        logits = self.classifier(embedding if self.spec.head.type == "aam" else ops.relu(embedding))
         return {"logits": logits, "embedding": embedding, "attention": attention, "penalty": penalty}
 
     def get_config(self) -> dict:

@@ -5,6 +5,8 @@
   (:class:`~spkid_torch.models.resnet18.BasicBlock` or :class:`~spkid_torch.models.resnet50.Bottleneck`).
 - :class:`SelfAttentionPooling`: structured multi-hop self-attention (Lin et al., ICLR 2017), as used
   for temporal pooling by An, Thanh & Liu, IEEE Access 2019.
+- :class:`CosineClassifier`: the AAM head, ``scale * max_k cos(e, w_{c,k})`` (Deng et al., ArcFace, CVPR
+  2019; sub-centres: Sub-center ArcFace, ECCV 2020).
 
 Variable-length batches: every trunk takes ``lengths`` (B,) valid frames at its input and zeroes the
 frames past the valid length after every ReLU and pooling, so in eval mode a padded example gives exactly
@@ -16,9 +18,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spkid.models.specs import STATS_VAR_FLOOR, AttentionSpec, ModelSpec, conv_output_length, pooled_dim
+from spkid.models.specs import (NORM_EPS, STATS_VAR_FLOOR, AttentionSpec, ModelSpec, conv_output_length,
+                                pooled_dim)
 
-__all__ = ["ConvBN", "ResNetTrunk", "SelfAttentionPooling", "length_mask", "mask_frames", "relu_masked"]
+__all__ = ["ConvBN", "ResNetTrunk", "SelfAttentionPooling", "CosineClassifier", "length_mask", "mask_frames",
+           "relu_masked"]
 
 
 def length_mask(lengths: torch.Tensor, T: int) -> torch.Tensor:
@@ -125,3 +129,28 @@ class SelfAttentionPooling(nn.Module):
         eye = torch.eye(self.hops, dtype=a.dtype, device=a.device)
         penalty = ((a @ a.transpose(1, 2) - eye) ** 2).sum(dim=(1, 2))  # (B,)
         return pooled, a, penalty
+
+
+class CosineClassifier(nn.Module):
+    """The AAM head (Deng et al., ArcFace, CVPR 2019; Sub-center ArcFace, ECCV 2020): ``weight``
+    (C*K, E), rows ``c*K .. c*K+K-1`` the K = ``subcenters`` centres of class c (Xavier-uniform init).
+
+    ``e`` (B, E) -> ``scale * max_k cos(e, w_{c,k})`` (B, C), both vectors L2-normalised
+    (``v / max(||v||, NORM_EPS)``). No margin here: training applies it (``spkid_torch.losses``).
+    """
+
+    def __init__(self, embedding_dim: int, n_classes: int, subcenters: int = 1, scale: float = 30.0):
+        super().__init__()
+        self.n_classes, self.subcenters, self.scale = n_classes, subcenters, scale
+        self.weight = nn.Parameter(torch.empty(n_classes * subcenters, embedding_dim))
+        nn.init.xavier_uniform_(self.weight)
+
+    def forward(self, e: torch.Tensor) -> torch.Tensor:
+        cos = F.normalize(e, dim=-1, eps=NORM_EPS) @ F.normalize(self.weight, dim=-1, eps=NORM_EPS).t()
+        if self.subcenters > 1:
+            cos = cos.view(cos.shape[0], self.n_classes, self.subcenters).amax(dim=-1)
+        return self.scale * cos
+
+    def extra_repr(self) -> str:
+        return f"embedding_dim={self.weight.shape[1]}, n_classes={self.n_classes}, subcenters={self.subcenters}, " \
+               f"scale={self.scale}"

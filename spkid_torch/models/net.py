@@ -2,7 +2,9 @@
 
 An, Thanh & Liu, "Deep CNNs With Self-Attention for Speaker Identification", IEEE Access 7 (2019).
 The embedding is the output of a Linear layer (no BN, no activation: the plain affine output, as an
-x-vector's "segment 6" pre-activation); the classifier sees ReLU(embedding). Both backends do the same.
+x-vector's "segment 6" pre-activation); the linear classifier sees ReLU(embedding), the AAM head
+(``ModelSpec.head.type == "aam"``, :class:`~spkid_torch.models.layers.CosineClassifier`) the embedding
+itself (a ReLU would confine the cosines to one orthant). Both backends do the same.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from torch import nn
 
 from spkid.models.specs import ModelSpec, attention_input_dim
 
-from .layers import ResNetTrunk, SelfAttentionPooling, mask_frames
+from .layers import CosineClassifier, ResNetTrunk, SelfAttentionPooling, mask_frames
 from .resnet18 import BasicBlock
 from .resnet50 import Bottleneck
 from .vgg_attention import VGGTrunk
@@ -46,7 +48,11 @@ class SpeakerNet(nn.Module):
         a = spec.attention
         self.pool = SelfAttentionPooling(attention_input_dim(spec), a.d_a, a.hops, a.pool)
         self.embedding = nn.Linear(self.pool.output_dim, spec.embedding_dim)
-        self.classifier = nn.Linear(spec.embedding_dim, n_classes)
+        head = spec.head
+        if head.type == "aam":
+            self.classifier = CosineClassifier(spec.embedding_dim, n_classes, head.subcenters, head.scale)
+        else:
+            self.classifier = nn.Linear(spec.embedding_dim, n_classes)
 
     def frames(self, x: torch.Tensor, lengths=None, taps: list | None = None):
         """The trunk's output sequence H (B, T', C*F') and its valid lengths (B,) (or None).
@@ -68,7 +74,7 @@ class SpeakerNet(nn.Module):
         h, lengths = self.frames(x, lengths)
         pooled, attention, penalty = self.pool(h, lengths)
         embedding = self.embedding(pooled)
-        logits = self.classifier(F.relu(embedding))
+        logits = self.classifier(embedding if self.spec.head.type == "aam" else F.relu(embedding))
         return {"logits": logits, "embedding": embedding, "attention": attention, "penalty": penalty}
 
     def extra_repr(self) -> str:
