@@ -1,5 +1,5 @@
-"""Datasets to batches: manifests and dataset layouts, split rules, label maps, feature caches, feature sets
-and the seeded sampler.
+"""Datasets to batches: manifests and dataset layouts, split rules, label maps, feature caches, feature sets,
+the seeded sampler, and the memory-mapped waveform store with its on-the-fly (augmented) waveform sampler.
 
 Public names are imported lazily: ``import spkid.data`` stays cheap.
 """
@@ -63,6 +63,14 @@ _LAZY = {
     "make_speakers": "synthetic.voices",
     "synthesize_utterance": "synthetic.voices",
     "make_corpus": "synthetic.corpus",
+    "WaveSource": "wavesampler",
+    "InMemoryWaves": "wavesampler",
+    "WaveSet": "wavesampler",
+    "WaveSampler": "wavesampler",
+    "WaveStore": "waves",
+    "verify_wave_store": "waves",
+    "build_wave_store": "waves_build",
+    "merge_wave_stores": "waves_build",
 }
 
 __all__ = list(_LAZY)
