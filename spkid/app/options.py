@@ -233,16 +233,18 @@ def feature_config_from_args(args: argparse.Namespace):
 
 
 # ------------------------------------------------------------------------------------- data options
-_DATA_OPTIONS = ("cache", "data", "layout", "pattern", "feature_config")
+_DATA_OPTIONS = ("cache", "waves", "data", "layout", "pattern", "feature_config")
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--cache DIR`` | ``--data ROOT`` (+ ``--layout``, ``--pattern``, ``--feature-config``)."""
+    """``--cache DIR`` | ``--waves DIR`` | ``--data ROOT`` (+ ``--layout``, ``--pattern``, ``--feature-config``)."""
     from spkid.data.layouts.registry import LAYOUTS
 
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--cache", metavar="DIR", help="feature cache built by `spkid prepare`")
     src.add_argument("--data", metavar="ROOT", help="dataset folder, scanned and featurised now")
+    src.add_argument("--waves", metavar="DIR", help="waveform store built by `spkid prepare --waves`: crops are "
+                     "read, augmented (waveform_augment) and featurised while training")
     parser.add_argument("--layout", choices=LAYOUTS, default="auto", help="dataset layout for --data (default: detect)")
     parser.add_argument("--pattern", help="file-name regex or preset (fsdd, librispeech) for --data")
     parser.add_argument("--feature-config", metavar="YAML", help="FeatureConfig for --data (default: defaults)")
@@ -258,16 +260,44 @@ def data_argv(args: argparse.Namespace) -> list[str]:
 
 
 def load_split(args: argparse.Namespace, split: str, *, feature_config=None, speakers=None, progress=True):
-    """The utterances of ``split`` named by the data options in ``args`` as a FeatureSet (None if
-    there are none); ``--feature-config YAML`` applies to ``--data`` when no ``feature_config`` is given."""
+    """The utterances of ``split`` named by the data options in ``args`` as a FeatureSet, or a WaveSet for
+    ``--waves`` (None if there are none); ``--feature-config YAML`` applies to ``--data`` and ``--waves``
+    when no ``feature_config`` is given."""
     from spkid._strict import load_yaml_config
     from spkid.data.featuresets import load_feature_set
     from spkid.features.config import FeatureConfig
 
     if not args.cache and feature_config is None and args.feature_config:
         feature_config = FeatureConfig.from_dict(load_yaml_config(args.feature_config))
+    if getattr(args, "waves", None):
+        return _wave_split(args.waves, split, feature_config=feature_config, speakers=speakers)
     return load_feature_set(split, cache=args.cache, data=args.data, layout=args.layout, pattern=args.pattern,
                             feature_config=feature_config, speakers=speakers, progress=progress)
+
+
+def _wave_split(root, split: str, *, feature_config=None, speakers=None):
+    """The ``split`` utterances of the wave store at ``root`` as a WaveSet (None if there are none);
+    features at the store's rate unless ``feature_config`` says otherwise (then it must match)."""
+    from spkid.data.waves import WaveStore
+    from spkid.data.wavesampler import WaveSet
+    from spkid.errors import ConfigError
+
+    store = WaveStore(root)
+    index = store.indices(split)
+    if not len(index):
+        return None
+    if feature_config is not None and feature_config.sr != store.sr:
+        raise ConfigError(f"the feature config's sr={feature_config.sr} differs from the wave store's "
+                          f"sr={store.sr} ({root}); rebuild the store with --sr {feature_config.sr}")
+    if speakers == "all":  # every speaker the split holds, as load_feature_set reads it
+        speakers = sorted({store.speakers[store.labels[i]] for i in index})
+    elif speakers is None:  # the training speakers, as load_feature_set labels them
+        speakers = sorted({store.speakers[store.labels[i]] for i in store.indices("train")}) or store.speakers
+    keep = set(speakers)
+    index = index[[store.speakers[store.labels[i]] in keep for i in index]]
+    if not len(index):
+        return None
+    return WaveSet(store, index, feature_config=feature_config, speakers=speakers)
 
 
 # ------------------------------------------------------------------------------------ other options

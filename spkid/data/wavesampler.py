@@ -36,14 +36,14 @@ import numpy as np
 
 from spkid.audio.augment import Augmenter
 from spkid.data.featuresets import FeatureSet
-from spkid.data.sampler import augment_features
+from spkid.data.sampler import TrainSampler, augment_features
 from spkid.errors import ConfigError, FeatureError
 from spkid.features.api import fbank, fbank_batch
 from spkid.features.config import FeatureConfig
 from spkid.features.mel import n_frames
 from spkid.training.config import TrainConfig
 
-__all__ = ["WaveSource", "InMemoryWaves", "WaveSet", "WaveSampler", "ITEM_TAG", "BABBLE_TAG"]
+__all__ = ["WaveSource", "InMemoryWaves", "WaveSet", "WaveSampler", "make_sampler", "ITEM_TAG", "BABBLE_TAG"]
 
 ITEM_TAG = 0x57415645  # "WAVE": last entropy word of an item's rng
 BABBLE_TAG = 0x42414242  # "BABB": last entropy word of an item's fallback babble rng
@@ -281,3 +281,19 @@ class WaveSampler:
         order = self.order(epoch)
         for i in range(self._n_batches):
             yield self.batch(epoch, i, order)
+
+
+def make_sampler(data, config: TrainConfig):
+    """The training sampler for ``data``: a :class:`WaveSampler` for a :class:`WaveSet` (augmented with
+    ``config.waveform_augment`` over ``config.noise_dir`` / ``config.rir_dir``), else a
+    :class:`~spkid.data.sampler.TrainSampler`. Waveform augmentation asked for on pre-computed features
+    is refused, not ignored."""
+    aug = config.waveform_augment
+    if isinstance(data, WaveSet):
+        augmenter = (Augmenter(aug, noise_dir=config.noise_dir, rir_dir=config.rir_dir, sr=data.feature_config.sr)
+                     if aug.enabled else None)
+        return WaveSampler(data, config, augmenter=augmenter)
+    if aug.enabled or config.noise_dir or config.rir_dir:
+        raise ConfigError("waveform_augment, noise_dir and rir_dir need waveforms: build a wave store "
+                          "(spkid prepare DATA --waves DIR) and train from it (spkid train --waves DIR)")
+    return TrainSampler(data, config)

@@ -27,6 +27,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from spkid.audio.augment import AugmentConfig
 from spkid.errors import CheckpointError
 from spkid.fileio import atomic_write
 from spkid.fileio import atomic_write_json as _atomic_write_json
@@ -51,7 +52,8 @@ _WITHDRAWN = ("noise_snr", "noise_copies")
 # without them matches a run that has them at these values (margin losses: a linear head, softmax).
 _ADDED = {
     "spec": {"head": {"type": "linear", "subcenters": 1, "scale": 30.0}},
-    "train_config": {"loss": "softmax", "aam_scale": 30.0, "aam_margin": 0.2, "aam_margin_warmup_epochs": 2},
+    "train_config": {"loss": "softmax", "aam_scale": 30.0, "aam_margin": 0.2, "aam_margin_warmup_epochs": 2,
+                     "waveform_augment": AugmentConfig().to_dict(), "noise_dir": None, "rir_dir": None},
 }
 
 

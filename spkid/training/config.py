@@ -6,6 +6,7 @@ import math
 import typing
 
 from spkid._strict import StrictConfig
+from spkid.audio.augment import AugmentConfig
 from spkid.errors import ConfigError
 from spkid.models.specs import MODEL_NAMES, model_spec
 
@@ -32,9 +33,13 @@ class TrainConfig(StrictConfig):
     Augmentation (all off by default, ``augment_prob`` is the per-example probability of each kind):
     ``gain_db`` adds a random constant to the log-mel features (a gain in dB, converted to the feature's
     log base); ``time_masks``/``freq_masks`` SpecAugment masks (Park et al. 2019) of at most
-    ``time_mask_frames``/``freq_mask_bins`` wide. (Waveform noise is not a feature-level option: the
-    ``noise_snr``/``noise_copies`` fields of earlier versions were withdrawn because only one benchmark
-    honoured them; checkpoints that carry them at their old defaults still load.)
+    ``time_mask_frames``/``freq_mask_bins`` wide. Waveform augmentation (``waveform_augment``, a
+    :class:`spkid.audio.augment.AugmentConfig`: noise, babble, rooms, channels, gain, each with its own
+    probability; ``noise_dir`` / ``rir_dir`` folders of noise files and impulse responses, else synthetic
+    noise and simulated rooms) needs waveforms: training from a wave store (``spkid train --waves``); with
+    a feature cache it is refused, never ignored. (The ``noise_snr``/``noise_copies`` fields of earlier
+    versions were withdrawn because only one benchmark honoured them; checkpoints that carry them at their
+    old defaults still load.)
 
     Scale-out (``spkid.training.distributed``): ``batch_size`` is always the global batch of one optimizer step.
     ``devices="N"`` trains data-parallel on N devices (torch DistributedDataParallel under torchrun, keras
@@ -84,6 +89,9 @@ class TrainConfig(StrictConfig):
     time_mask_frames: int = 20
     freq_masks: int = 0
     freq_mask_bins: int = 5
+    waveform_augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
+    noise_dir: str | None = None  # folder of noise recordings (e.g. MUSAN) for waveform_augment
+    rir_dir: str | None = None  # folder of room impulse responses (e.g. RIRS_NOISES) for waveform_augment
     val_fraction: float = 0.0  # part of the training utterances held out for validation (0 = none)
     eval_mode: typing.Literal["full", "windows"] = "full"
     window_frames: int = 300

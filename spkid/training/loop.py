@@ -2,7 +2,8 @@
 
 A backend supplies a small adapter (build the model and optimizer, one training step, an eval-mode
 forward pass, save/load its state file); :func:`run_training` does the rest identically for both:
-epochs over :class:`~spkid.data.sampler.TrainSampler` batches, validation, the paper's plateau rule
+epochs over :class:`~spkid.data.sampler.TrainSampler` batches (or
+:class:`~spkid.data.wavesampler.WaveSampler` batches of waveform crops), validation, the paper's plateau rule
 (halve the learning rate after ``plateau_patience`` epochs without a lower validation loss), best-model
 tracking, CSV history, TensorBoard scalars, callbacks and crash-safe checkpoints.
 
@@ -20,6 +21,7 @@ import numpy as np
 
 from spkid.data.featuresets import FeatureSet
 from spkid.data.sampler import TrainSampler
+from spkid.data.wavesampler import make_sampler
 from spkid.errors import CheckpointError, ConfigError
 from spkid.features.config import FeatureConfig
 from spkid.models.specs import ModelSpec, model_spec
@@ -206,7 +208,7 @@ def run_training(adapter: Adapter, config: TrainConfig, train_set: FeatureSet, v
                 tmp.unlink(missing_ok=True)
         start, history, best_key = int(meta["epoch"]), list(meta["history"]), meta.get("best_key")
         plateau = Plateau.from_dict(meta["plateau"])
-    sampler = TrainSampler(train_set, config)
+    sampler = make_sampler(train_set, config)
     scalar = adapter.summary_writer(paths.tensorboard) if main else None
     world, share = adapter.world, adapter.share
     for epoch in range(start, config.epochs):

@@ -1,4 +1,4 @@
-"""``spkid embed --model RUN --cache DIR | --data ROOT [--split all] --out emb.npz``.
+"""``spkid embed --model RUN --cache DIR | --waves DIR | --data ROOT [--split all] --out emb.npz``.
 
 Writes one embedding per utterance and the mean embedding of each speaker to a ``.npz`` and the labels
 as JSON beside it (``emb.json``); the format is :mod:`spkid.inference.embeddings` (read it back with
@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
         if part is not None:
             parts.append(part)
     if not parts:
-        raise SplitError("no usable utterances to embed", path=args.cache or args.data)
+        raise SplitError("no usable utterances to embed", path=args.cache or args.waves or args.data)
     result = Embeddings.from_labels(emb.embed([f for p in parts for f in p.features]),
                                     [i for p in parts for i in p.ids],
                                     [p.speakers[i] for p in parts for i in p.labels], model=str(args.model))

@@ -1,6 +1,8 @@
-"""``spkid prepare ROOT --cache DIR``: scan a dataset, write its manifest, build the feature cache.
+"""``spkid prepare ROOT --cache DIR [--waves DIR]``: scan a dataset, write its manifest, build the
+feature cache and/or the waveform store (decoded and resampled audio in memory-mapped shards, for
+training with waveform augmentation: :mod:`spkid.data.waves`).
 
-Exit status is 0 when the cache holds at least one usable entry (failures are listed, not fatal),
+Exit status is 0 when each store built holds at least one usable entry (failures are listed, not fatal),
 1 when nothing usable was produced.
 """
 from __future__ import annotations
@@ -29,7 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from spkid.data.layouts.registry import LAYOUTS
 
     parser.add_argument("root", help="dataset folder (or a manifest file with --layout manifest)")
-    parser.add_argument("--cache", required=True, metavar="DIR", help="feature-cache folder to build or resume")
+    parser.add_argument("--cache", metavar="DIR", help="feature-cache folder to build or resume")
+    parser.add_argument("--waves", metavar="DIR", help="waveform-store folder to build or resume (audio at --sr)")
     parser.add_argument("--layout", choices=LAYOUTS, default="auto", help="dataset layout (default: detect)")
     parser.add_argument("--manifest", metavar="FILE",
                         help="read this manifest if it exists, else write the scanned one there")
@@ -71,6 +74,10 @@ def run(args: argparse.Namespace) -> int:
     from spkid.errors import SplitError
     from spkid.data.splitting import check_closed_set
 
+    if not (args.cache or args.waves):
+        from spkid.errors import ConfigError
+
+        raise ConfigError("spkid prepare needs --cache DIR (feature cache) and/or --waves DIR (waveform store)")
     config = feature_config_from_args(args)
     manifest = _load_manifest(args)
     print(manifest.summary())
@@ -81,15 +88,28 @@ def run(args: argparse.Namespace) -> int:
     except SplitError as exc:
         print(f"warning: {exc}")
     shard = f" (shard {args.shard[0]}/{args.shard[1]})" if args.shard else ""
-    print(f"building {args.cache}{shard} with {config.describe()}")
-    report = build_cache(manifest, args.cache, config, workers=args.workers, shard=args.shard,
-                         progress=not args.no_progress)
+    reports = []
+    if args.cache:
+        print(f"building {args.cache}{shard} with {config.describe()}")
+        reports.append(build_cache(manifest, args.cache, config, workers=args.workers, shard=args.shard,
+                                   progress=not args.no_progress))
+        _print_report(reports[-1])
+    if args.waves:
+        from spkid.data.waves_build import build_wave_store
+
+        print(f"building the wave store {args.waves}{shard} at {config.sr} Hz")
+        reports.append(build_wave_store(manifest, args.waves, sr=config.sr, workers=args.workers, shard=args.shard,
+                                        progress=not args.no_progress))
+        _print_report(reports[-1])
+    if any(r.usable == 0 for r in reports):
+        print("nothing usable was produced")
+        return 1
+    return 0
+
+
+def _print_report(report) -> None:
     print(report.summary())
     for relpath, message in report.failed[:_MAX_LISTED]:
         print(f"  failed: {relpath}: {message}")
     if len(report.failed) > _MAX_LISTED:
         print(f"  ... and {len(report.failed) - _MAX_LISTED} more failures")
-    if report.usable == 0:
-        print("nothing usable was produced")
-        return 1
-    return 0

@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     if train is None:
         from spkid.errors import SplitError
 
-        raise SplitError("no usable training utterances", path=args.cache or args.data)
+        raise SplitError("no usable training utterances", path=args.cache or args.waves or args.data)
     val = load_split(args, "val", feature_config=train.feature_config, speakers=train.speakers, progress=progress)
     if val is None and config.val_fraction > 0:
         train, val = split_holdout(train, config.val_fraction, config.seed)
