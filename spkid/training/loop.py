@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol, Sequence
 
@@ -213,22 +214,27 @@ def run_training(adapter: Adapter, config: TrainConfig, train_set: FeatureSet, v
     world, share = adapter.world, adapter.share
     for epoch in range(start, config.epochs):
         lr = plateau.lr_at(config, epoch)
-        if hasattr(adapter, "begin_epoch"):
-            adapter.begin_epoch(epoch)
+        adapter.begin_epoch(epoch)
         totals: dict[str, float] = {}
-        seen = 0
+        seen = steps = 0
+        waited = 0.0  # seconds this process waited for the data pipeline's next batch
         bar = tqdm(adapter.batches(sampler, epoch), total=len(sampler), disable=not progress, leave=False,
                    desc=f"epoch {epoch + 1}/{config.epochs}")
+        ready = time.perf_counter()
         for x, y in bar:
-            if not usable(len(y), world, config.grad_accumulation):
-                continue  # a small trailing batch, skipped by every rank alike
-            stats = adapter.train_step(x, y, lr)
-            b = len(y)
-            seen += b
-            for k, v in stats.items():
-                totals[k] = totals.get(k, 0.0) + float(v) * b
-            bar.set_postfix(loss=f"{totals['loss'] / seen:.3f}")
+            waited += time.perf_counter() - ready
+            if usable(len(y), world, config.grad_accumulation):  # else a small trailing batch, skipped by all
+                stats = adapter.train_step(x, y, lr)
+                b = len(y)
+                seen, steps = seen + b, steps + 1
+                for k, v in stats.items():
+                    totals[k] = totals.get(k, 0.0) + float(v) * b
+                bar.set_postfix(loss=f"{totals['loss'] / seen:.3f}")
+            ready = time.perf_counter()
         row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, **{k: v / max(seen, 1) for k, v in totals.items()}}
+        # The mean wait per step for the next batch (near 0 when the model, not the data pipeline, is the
+        # bottleneck): printed and logged, but kept out of the history so that stays reproducible.
+        timing = {"data_wait_ms": 1000.0 * waited / max(steps, 1)}
         adapter.sync()
         if main and val_set is not None and len(val_set):
             logits = predict(adapter.forward, val_set.features, config, keys=("logits",))["logits"]
@@ -247,12 +253,12 @@ def run_training(adapter: Adapter, config: TrainConfig, train_set: FeatureSet, v
             write_history(paths.history_csv, history)
         share(None)  # a barrier: no rank moves on (or resumes) before rank 0's checkpoint is complete
         if scalar is not None:
-            for k, v in row.items():
+            for k, v in {**row, **timing}.items():
                 if k != "epoch":
                     scalar(k, float(v), epoch + 1)
         if progress:
-            print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
-                  flush=True)
+            shown = {**row, **timing}
+            print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()), flush=True)
         if any(cb(row) for cb in callbacks):
             break
     return history

@@ -7,6 +7,7 @@ Uses the framework-free stand-in backend for the loop and torch (when installed)
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -74,6 +75,16 @@ def test_the_shared_loop_trains_from_waveforms_and_resumes_exactly(waves, tmp_pa
     assert [h["loss"] for h in resumed] == [h["loss"] for h in full]
     meta, _ = read_checkpoint(tmp_path / "full")
     assert meta["train_config"]["waveform_augment"]["noise_prob"] == 0.5
+
+
+def test_each_epoch_reports_the_data_wait_per_step_outside_the_history(waves, tmp_path, capsys):
+    store = WaveStore(waves)
+    train = WaveSet(store, store.indices("train"))
+    history = run_training(NumpyAdapter(), tiny_config(epochs=2, waveform_augment=AUGMENT), train, None,
+                           tmp_path / "r", progress=True)
+    waits = [float(m) for m in re.findall(r"data_wait_ms=([0-9.e+-]+)", capsys.readouterr().out)]
+    assert len(waits) == 2 and all(w >= 0 for w in waits)
+    assert all("data_wait_ms" not in h for h in history)  # the history stays reproducible
 
 
 def test_spkid_train_from_waves_with_augmentation(waves, tmp_path, capsys):
