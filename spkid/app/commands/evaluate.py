@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     data = load_split(args, args.split, feature_config=FeatureConfig.from_dict(meta["feature_config"]),
                       speakers=meta["speakers"], progress=not args.no_progress)
     if data is None:
-        raise SplitError(f"no usable utterances in split {args.split!r}", path=args.cache or args.data)
+        raise SplitError(f"no usable utterances in split {args.split!r}", path=args.cache or args.waves or args.data)
     report = get_backend(meta["backend"]).evaluate(args.model, data)
     print(f"{meta['backend']} {meta['model']} (epoch {meta['epoch']}) on {report['n']} {args.split} utterances:")
     print(f"top-1 {100 * report['top1']:.2f}%  top-5 {100 * report['top5']:.2f}%")
