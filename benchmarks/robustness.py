@@ -1,0 +1,226 @@
+"""Identification under noise, babble, reverberation and a telephone channel (libri251 or fsdd), per model.
+
+    python benchmarks/accuracy.py --protocol libri251 --out runs/libri251        # train once (a run dir)
+    python benchmarks/robustness.py --model runs/libri251                        # the table below
+    python benchmarks/robustness.py --model runs/a runs/b --protocol fsdd --seed 1 --limit 50
+
+The test audio of a protocol (../shared/data/README.md) -- the libri251 test segments (the last 30% of each
+file in 3 s pieces, cut exactly as :func:`benchmarks.accuracy.libri_sets` does), or with ``--protocol fsdd``
+the fsdd test takes 0-4 -- is identified clean and under each degradation of :data:`CONDITIONS`:
+
+- white noise at 20 / 10 / 5 / 0 dB SNR (:func:`spkid.audio.noise.add_colored_noise`, whole-clip SNR);
+- babble: 3 test recordings of OTHER speakers than the query (hence other files), each at unit power,
+  summed and mixed in at 10 dB (:func:`spkid.audio.noise.babble`);
+- reverberation: a simulated room of RT60 0.3 / 0.6 / 0.9 s (:func:`spkid.audio.rooms.simulate_rir`,
+  its DRR and early reflections drawn, :func:`spkid.audio.rooms.reverberate`);
+- telephone: 300-3400 Hz band-pass, through 8 kHz with 8-bit mu-law (:func:`spkid.audio.channels.telephone`);
+- mixture: the RT60 0.6 s room, then white noise at 10 dB, then the telephone channel.
+
+Each segment's degradation draws from its own generator ``np.random.default_rng([seed, condition, segment])``
+(``condition`` its index in :data:`CONDITIONS`, ``segment`` its index in the full test list, so ``--limit``
+keeps the same draws), independent of any training augmentation. Degraded audio is featurised with each
+model's own ``feature_config`` (at its rate); the clean row uses the very features of
+``benchmarks/gallery_accuracy.py``.
+
+Identification, as ``gallery_accuracy.py`` does (its functions): every speaker enrolled in a gallery from
+its clean training audio (the whole 70% part for libri251, every take 5-49 for fsdd) in ``--window``-second
+windows, each query labelled by cosine similarity to the centroids; and the classifier head's top-1 (n/a when
+the model was trained on other speakers). Several ``--model`` are evaluated separately, one block each.
+Printed per model: condition x (gallery top-1, drop, head top-1, drop), the drops in points below clean.
+The last line, for the first model, is ``clean_gallery_top1=<percent> worst_drop=<points>`` (the largest
+gallery drop over the degraded conditions).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from accuracy import DATA, FEATURES, fsdd_sets, libri_sets  # noqa: E402  (puts the repo on sys.path too)
+from gallery_accuracy import gallery_of, topk  # noqa: E402
+
+from spkid.audio.channels import telephone  # noqa: E402
+from spkid.audio.io import load_audio  # noqa: E402
+from spkid.audio.noise import add_colored_noise, babble  # noqa: E402
+from spkid.audio.rooms import reverberate, simulate_rir  # noqa: E402
+from spkid.data.featuresets import FeatureSet  # noqa: E402
+from spkid.features.api import fbank_from_config  # noqa: E402
+from spkid.inference.embedder import load_embedder  # noqa: E402
+
+BABBLE_TALKERS = 3
+ROOT = {"libri251": "librispeech-251", "fsdd": "fsdd"}
+UNIT = {"libri251": "segments", "fsdd": "files"}
+
+
+def _noise(snr_db):
+    return lambda y, sr, rng, others: add_colored_noise(y, snr_db, rng, "white")
+
+
+def _room(rt60):
+    return lambda y, sr, rng, others: reverberate(y, simulate_rir(sr, rt60, rng))
+
+
+def _babble(y, sr, rng, others):
+    return babble(y, others(rng), 10.0, rng)
+
+
+def _telephone(y, sr, rng, others):
+    return telephone(y, sr, use_mu_law=True)
+
+
+def _mixture(y, sr, rng, others):
+    return telephone(add_colored_noise(reverberate(y, simulate_rir(sr, 0.6, rng)), 10.0, rng, "white"), sr,
+                     use_mu_law=True)
+
+
+# (name, degradation(y, sr, rng, others) or None); a condition's index seeds its draws: append, never reorder
+CONDITIONS = [
+    ("clean", None),
+    ("white noise 20 dB", _noise(20.0)),
+    ("white noise 10 dB", _noise(10.0)),
+    ("white noise 5 dB", _noise(5.0)),
+    ("white noise 0 dB", _noise(0.0)),
+    ("babble 3 talkers 10 dB", _babble),
+    ("reverb RT60 0.3 s", _room(0.3)),
+    ("reverb RT60 0.6 s", _room(0.6)),
+    ("reverb RT60 0.9 s", _room(0.9)),
+    ("telephone 8 kHz mu-law", _telephone),
+    ("mix RT60 0.6+10 dB+tel", _mixture),
+]
+
+
+def libri_waves(root: Path, sr: int) -> tuple[list[np.ndarray], list[str]]:
+    """The libri251 test segments as waveforms at ``sr`` and their ids, cut as ``accuracy.libri_sets`` does."""
+    waves, ids = [], []
+    seg = 3 * sr
+    for p in sorted(root.glob("*.flac")):
+        y = load_audio(p, sr=sr, min_duration=0.0)
+        test_y = y[int(0.7 * len(y)):]
+        for i, s in enumerate([test_y[i * seg : (i + 1) * seg] for i in range(len(test_y) // seg)] or [test_y]):
+            waves.append(s)
+            ids.append(f"{p.name}#{i}")
+    return waves, ids
+
+
+def load_protocol(protocol: str, root: Path, fc, config):
+    """(enrolment FeatureSet, test FeatureSet, test waveforms at ``fc.sr``), the test in protocol order."""
+    if protocol == "libri251":
+        train, _, test = libri_sets(root, fc, config, val_seconds=0.0)  # as gallery_accuracy.py enrols
+        waves, ids = libri_waves(root, fc.sr)
+    else:
+        train, _, test = fsdd_sets(root, fc, dataclasses.replace(config, val_fraction=0.0))  # all takes 5-49
+        ids = list(test.ids)
+        waves = [load_audio(root / name, sr=fc.sr, min_duration=0.0) for name in ids]
+    if ids != list(test.ids):
+        raise RuntimeError(f"{protocol}: the test waveforms do not line up with the protocol's test set")
+    return train, test, waves
+
+
+def talker_picker(test: FeatureSet, waves: list[np.ndarray], query: int):
+    """``others(rng)``: ``BABBLE_TALKERS`` test waveforms of speakers other than ``query``'s (distinct speakers
+    while there are enough), chosen with ``rng``."""
+    labels = np.asarray(test.labels)
+    others = [int(c) for c in np.unique(labels) if c != labels[query]]
+    if not others:
+        raise SystemExit("robustness.py: babble needs test audio of at least two speakers")
+
+    def pick(rng: np.random.Generator) -> list[np.ndarray]:
+        order = rng.permutation(len(others))
+        out = []
+        for k in range(BABBLE_TALKERS):
+            pool = np.flatnonzero(labels == others[order[k % len(others)]])
+            out.append(waves[int(pool[rng.integers(len(pool))])])
+        return out
+
+    return pick
+
+
+def degraded_features(cond: int, test: FeatureSet, waves, n: int, fc, seed: int) -> list[np.ndarray]:
+    """Features (``fc``) of the first ``n`` test segments under condition ``cond`` (clean: the protocol's own)."""
+    fn = CONDITIONS[cond][1]
+    if fn is None:
+        return list(test.features[:n])
+    feats = []
+    for i in range(n):
+        rng = np.random.default_rng([seed, cond, i])
+        feats.append(fbank_from_config(fn(waves[i], fc.sr, rng, talker_picker(test, waves, i)), fc))
+    return feats
+
+
+def evaluate(embedder, protocol: str, root: Path, window: float, seed: int, limit: int | None, cache: dict):
+    """{condition name: (gallery top-1, head top-1 or None)} for one model, and (n used, n test)."""
+    fc = embedder.feature_config
+    key = (protocol, fc.to_json())
+    if key not in cache:
+        cache[key] = load_protocol(protocol, root, fc, embedder.config)
+    train, test, waves = cache[key]
+    n = len(test) if limit is None else min(limit, len(test))
+    sub = FeatureSet(list(test.features[:n]), np.asarray(test.labels)[:n], test.speakers, fc, list(test.ids[:n]))
+    gallery = gallery_of(embedder, train, int(round(window / fc.frame_shift)))
+    head_ok = set(test.speakers) <= set(embedder.speakers)
+    rows = {}
+    for cond, (name, _) in enumerate(CONDITIONS):
+        feats = degraded_features(cond, test, waves, n, fc, seed)
+        g1 = topk(gallery.centroid_scores(embedder.embed(feats)), gallery.speakers, sub)[0]
+        h1 = topk(embedder.logits(feats), embedder.speakers, sub)[0] if head_ok else None
+        rows[name] = (g1, h1)
+    return rows, (n, len(test), len(train))
+
+
+def _pct(x):
+    return "    n/a" if x is None else f"{100 * x:6.2f}%"
+
+
+def _drop(x, clean):
+    return "    n/a" if x is None else f"{100 * (clean - x):+7.2f}"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", required=True, nargs="+", action="extend",
+                    help="run directory / checkpoint (either backend) or .onnx; several: each evaluated separately")
+    ap.add_argument("--protocol", choices=list(ROOT), default="libri251")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the degradations' own generators (default: 0)")
+    ap.add_argument("--limit", type=int, metavar="N", help="use only the first N test segments (smoke tests)")
+    ap.add_argument("--window", type=float, default=3.0, help="enrolment window in seconds (default: 3)")
+    ap.add_argument("--data", type=Path, default=DATA)
+    args = ap.parse_args(argv)
+    if args.limit is not None and args.limit < 1:
+        ap.error("--limit must be at least 1")
+    root = args.data / ROOT[args.protocol]
+    if not root.is_dir():
+        print(f"robustness.py: error: real speech not found at {root} (the data lives in ../shared/data beside "
+              f"the checkout, see its README.md; or pass --data)", file=sys.stderr)
+        return 2
+
+    cache: dict = {}
+    summary = None
+    for path in args.model:
+        embedder = load_embedder(path)
+        fc = embedder.feature_config
+        if fc != FEATURES[args.protocol]:
+            print(f"note: {path}: its features differ from accuracy.py's {args.protocol} features: {fc}")
+        t0 = time.perf_counter()
+        rows, (n, n_test, n_train) = evaluate(embedder, args.protocol, root, args.window, args.seed, args.limit, cache)
+        clean_g, clean_h = rows["clean"]
+        print(f"model {path} ({embedder.backend} {embedder.model_name}, {len(embedder.speakers)} training speakers): "
+              f"{args.protocol}, {n_train} enrolment items, {n} of {n_test} test {UNIT[args.protocol]}, "
+              f"seed {args.seed}, {time.perf_counter() - t0:.1f} s")
+        print(f"  {'condition':<24} {'gallery top-1':>13} {'drop':>7}  {'head top-1':>10} {'drop':>7}")
+        for name, (g1, h1) in rows.items():
+            print(f"  {name:<24} {_pct(g1):>13} {_drop(g1, clean_g)}  {_pct(h1):>10} {_drop(h1, clean_h)}")
+        if summary is None:
+            worst = max(clean_g - g1 for name, (g1, _) in rows.items() if name != "clean")
+            summary = f"clean_gallery_top1={100 * clean_g:.2f} worst_drop={100 * worst:.2f}"
+    print(summary)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
