@@ -27,10 +27,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from spkid.audio.augment import AugmentConfig
-from spkid.errors import CheckpointError
+from spkid.errors import CheckpointError, ConfigError
 from spkid.fileio import atomic_write
 from spkid.fileio import atomic_write_json as _atomic_write_json
+from spkid.models.specs import ModelSpec
+from spkid.training.config import TrainConfig
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -46,15 +47,10 @@ __all__ = [
 CHECKPOINT_FORMAT = 1
 # TrainConfig fields that may change between a run and its resumption.
 _RESUMABLE_CHANGES = ("epochs", "num_workers", "devices", "eval_batch_size", "grad_accumulation")
-# TrainConfig fields of earlier versions, withdrawn at their defaults (spkid.training.config).
-_WITHDRAWN = ("noise_snr", "noise_copies")
-# Fields added later, at the default that reproduces what runs written before them did: a checkpoint
-# without them matches a run that has them at these values (margin losses: a linear head, softmax).
-_ADDED = {
-    "spec": {"head": {"type": "linear", "subcenters": 1, "scale": 30.0}},
-    "train_config": {"loss": "softmax", "aam_scale": 30.0, "aam_margin": 0.2, "aam_margin_warmup_epochs": 2,
-                     "waveform_augment": AugmentConfig().to_dict(), "noise_dir": None, "rir_dir": None},
-}
+# What a checkpoint's spec and recipe mean today: read through their config classes, so fields added
+# since fill in at their defaults (a linear head, softmax, no waveform augmentation: what runs written
+# before them did) and fields withdrawn at their old defaults drop out (TrainConfig.from_dict).
+_CONFIGS = {"spec": ModelSpec, "train_config": TrainConfig}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,17 +149,27 @@ def read_checkpoint(path: str | os.PathLike, *, prefer: str = "best") -> tuple[d
     return meta, state
 
 
+def _current(key: str, value: Any) -> Any:
+    """``value`` as today's config class writes it (unchanged when it has none or cannot be read:
+    then it is compared as written, and refused with both values shown)."""
+    cls = _CONFIGS.get(key)
+    if cls is None or not isinstance(value, dict):
+        return value
+    try:
+        return cls.from_dict(value).to_dict()
+    except ConfigError:
+        return value
+
+
 def check_compatible(meta: dict, expected: dict, path: str | os.PathLike) -> None:
     """Refuse a checkpoint made for another backend, architecture, label set or training recipe,
     showing both values."""
     for key in ("backend", "model", "spec", "n_classes", "speakers", "feature_config", "train_config"):
         if key not in expected:
             continue
-        got, want = meta.get(key), expected[key]
-        if key in _ADDED and isinstance(got, dict) and isinstance(want, dict):
-            got = {**{k: v for k, v in _ADDED[key].items() if want.get(k) == v}, **got}
+        got, want = _current(key, meta.get(key)), _current(key, expected[key])
         if key == "train_config":
-            got = {k: v for k, v in (got or {}).items() if k not in _RESUMABLE_CHANGES and k not in _WITHDRAWN}
+            got = {k: v for k, v in (got or {}).items() if k not in _RESUMABLE_CHANGES}
             want = {k: v for k, v in want.items() if k not in _RESUMABLE_CHANGES}
         if json.dumps(got, sort_keys=True) != json.dumps(want, sort_keys=True):
             raise CheckpointError(f"checkpoint is for another {key}: checkpoint has {got}, this run has {want}",
