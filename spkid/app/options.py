@@ -270,34 +270,11 @@ def load_split(args: argparse.Namespace, split: str, *, feature_config=None, spe
     if not args.cache and feature_config is None and args.feature_config:
         feature_config = FeatureConfig.from_dict(load_yaml_config(args.feature_config))
     if getattr(args, "waves", None):
-        return _wave_split(args.waves, split, feature_config=feature_config, speakers=speakers)
+        from spkid.data.wavesampler import load_wave_set
+
+        return load_wave_set(args.waves, split, feature_config=feature_config, speakers=speakers)
     return load_feature_set(split, cache=args.cache, data=args.data, layout=args.layout, pattern=args.pattern,
                             feature_config=feature_config, speakers=speakers, progress=progress)
-
-
-def _wave_split(root, split: str, *, feature_config=None, speakers=None):
-    """The ``split`` utterances of the wave store at ``root`` as a WaveSet (None if there are none);
-    features at the store's rate unless ``feature_config`` says otherwise (then it must match)."""
-    from spkid.data.waves import WaveStore
-    from spkid.data.wavesampler import WaveSet
-    from spkid.errors import ConfigError
-
-    store = WaveStore(root)
-    index = store.indices(split)
-    if not len(index):
-        return None
-    if feature_config is not None and feature_config.sr != store.sr:
-        raise ConfigError(f"the feature config's sr={feature_config.sr} differs from the wave store's "
-                          f"sr={store.sr} ({root}); rebuild the store with --sr {feature_config.sr}")
-    if speakers == "all":  # every speaker the split holds, as load_feature_set reads it
-        speakers = sorted({store.speakers[store.labels[i]] for i in index})
-    elif speakers is None:  # the training speakers, as load_feature_set labels them
-        speakers = sorted({store.speakers[store.labels[i]] for i in store.indices("train")}) or store.speakers
-    keep = set(speakers)
-    index = index[[store.speakers[store.labels[i]] in keep for i in index]]
-    if not len(index):
-        return None
-    return WaveSet(store, index, feature_config=feature_config, speakers=speakers)
 
 
 # ------------------------------------------------------------------------------------ other options

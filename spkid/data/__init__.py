@@ -67,6 +67,8 @@ _LAZY = {
     "InMemoryWaves": "wavesampler",
     "WaveSet": "wavesampler",
     "WaveSampler": "wavesampler",
+    "load_wave_set": "wavesampler",
+    "make_sampler": "wavesampler",
     "WaveStore": "waves",
     "verify_wave_store": "waves",
     "build_wave_store": "waves_build",

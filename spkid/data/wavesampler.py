@@ -43,7 +43,8 @@ from spkid.features.config import FeatureConfig
 from spkid.features.mel import n_frames
 from spkid.training.config import TrainConfig
 
-__all__ = ["WaveSource", "InMemoryWaves", "WaveSet", "WaveSampler", "make_sampler", "ITEM_TAG", "BABBLE_TAG"]
+__all__ = ["WaveSource", "InMemoryWaves", "WaveSet", "WaveSampler", "load_wave_set", "make_sampler", "ITEM_TAG",
+           "BABBLE_TAG"]
 
 ITEM_TAG = 0x57415645  # "WAVE": last entropy word of an item's rng
 BABBLE_TAG = 0x42414242  # "BABB": last entropy word of an item's fallback babble rng
@@ -281,6 +282,31 @@ class WaveSampler:
         order = self.order(epoch)
         for i in range(self._n_batches):
             yield self.batch(epoch, i, order)
+
+
+def load_wave_set(root, split: str, *, feature_config: FeatureConfig | None = None, speakers=None) -> WaveSet | None:
+    """The ``split`` utterances of the wave store at ``root`` as a :class:`WaveSet` (None if there are
+    none), labelled like :func:`~spkid.data.featuresets.load_feature_set` does: ``speakers`` fixes the
+    label order, default the store's training speakers, ``"all"`` every speaker of the split; others are
+    left out. Features at the store's rate unless ``feature_config`` says otherwise (then it must match)."""
+    from spkid.data.waves import WaveStore
+
+    store = WaveStore(root)
+    index = store.indices(split)
+    if not len(index):
+        return None
+    if feature_config is not None and feature_config.sr != store.sr:
+        raise ConfigError(f"the feature config's sr={feature_config.sr} differs from the wave store's "
+                          f"sr={store.sr} ({root}); rebuild the store with --sr {feature_config.sr}")
+    names = np.asarray(store.speakers, dtype=object)
+    if speakers == "all":
+        speakers = sorted(set(names[store.labels[index]]))
+    elif speakers is None:
+        speakers = sorted(set(names[store.labels[store.indices("train")]])) or list(store.speakers)
+    index = index[np.isin(names[store.labels[index]], list(speakers))]
+    if not len(index):
+        return None
+    return WaveSet(store, index, feature_config=feature_config, speakers=speakers)
 
 
 def make_sampler(data, config: TrainConfig):
