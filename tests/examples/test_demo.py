@@ -22,38 +22,16 @@ import numpy as np
 import pytest
 
 from spkid.app.cli import main
+from tests.output_checks import check_png, manifest_rows
 
 FIGURES = {"history": (1000, 400), "embeddings": (700, 600), "attention": (1000, 600)}
 K_SE = 4.0
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def above_chance_bar(n_speakers: int, n: int) -> float:
     """Chance (1 / n_speakers) plus K_SE binomial standard errors of a guesser's accuracy on n clips."""
     p = 1.0 / n_speakers
     return p + K_SE * math.sqrt(p * (1 - p) / n)
-
-
-def check_png(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
-    """A PNG (of ``size`` pixels, when given) with drawn content: >= 1 % non-background pixels, >= 8 colours."""
-    from matplotlib.image import imread
-
-    assert path.read_bytes()[:8] == PNG_MAGIC, f"{path} is not a PNG"
-    img = imread(path)[..., :3]
-    if size:
-        assert (img.shape[1], img.shape[0]) == size, path
-    colours, counts = np.unique(np.round(img.reshape(-1, 3) * 255).astype(np.uint8), axis=0, return_counts=True)
-    assert len(colours) >= 8 and 1 - counts.max() / counts.sum() >= 0.01, f"{path} is (nearly) blank"
-    return img
-
-
-def manifest_rows(path: Path) -> list[tuple[str, str, str]]:
-    rows = []
-    for line in path.read_text().splitlines():
-        if line and not line.startswith("#"):
-            split, speaker, rel = line.split(" ", 2)
-            rows.append((split, speaker, rel))
-    return rows
 
 
 def file_stamps(folder: Path, pattern: str = "*") -> dict[str, tuple[int, int, int]]:

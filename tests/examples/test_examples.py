@@ -20,12 +20,12 @@ import pytest
 import soundfile as sf
 
 from spkid.inference.embeddings import load_embeddings
+from tests.output_checks import check_png, manifest_rows
 
 REPO = Path(__file__).resolve().parents[2]
 SPEAKERS = ("george", "jackson", "lucas")
 TINY = ["--tiny", "--epochs", "1", "--batch-size", "4", "--crop-frames", "100"]
 EMBEDDING_DIM = 16  # TINY_OVERRIDES["vgg_attention"]["embedding_dim"]
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def run_example(name: str, *args, cwd: Path) -> str:
@@ -40,31 +40,6 @@ def run_example(name: str, *args, cwd: Path) -> str:
 
 
 # ----------------------------------------------------------------------------- content checks
-def check_png(path: Path, size: tuple[int, int]) -> np.ndarray:
-    """A real PNG of ``size`` (width, height) pixels with drawn content: at least 1 % of the pixels
-    differ from the background colour and there are at least 8 distinct colours (axes, text, data)."""
-    from matplotlib.image import imread
-
-    assert path.read_bytes()[:8] == PNG_MAGIC, f"{path} is not a PNG"
-    img = imread(path)[..., :3]
-    assert (img.shape[1], img.shape[0]) == size, f"{path}: {img.shape[1]}x{img.shape[0]}, expected {size}"
-    flat = np.round(img.reshape(-1, 3) * 255).astype(np.uint8)
-    colours, counts = np.unique(flat, axis=0, return_counts=True)
-    assert len(colours) >= 8, f"{path}: only {len(colours)} colours"
-    assert 1 - counts.max() / counts.sum() >= 0.01, f"{path} is (nearly) blank"
-    return img
-
-
-def read_manifest_lines(path: Path) -> list[tuple[str, str, str]]:
-    """(split, speaker, relpath) of every utterance line of a ``split speaker relpath`` manifest."""
-    rows = []
-    for line in path.read_text().splitlines():
-        if line and not line.startswith("#"):
-            split, speaker, rel = line.split(" ", 2)
-            rows.append((split, speaker, rel))
-    return rows
-
-
 def read_history(path: Path) -> list[dict]:
     with open(path, newline="") as fh:
         return list(csv.DictReader(fh))
@@ -91,7 +66,7 @@ def check_training_run(out: Path, log: str, expected: set[tuple[str, str, str]],
     manifest's test clips and (3 speakers) puts every clip's true speaker in its top 5."""
     from spkid.data.cache import FeatureCache
 
-    rows = read_manifest_lines(out / "manifest.txt")
+    rows = manifest_rows(out / "manifest.txt")
     assert len(rows) == len(set(rows)) and set(rows) == expected
     cache = FeatureCache(out / "cache")
     assert sorted(u.path for u in cache.utterances()) == sorted(rel for _, _, rel in rows)
@@ -196,7 +171,7 @@ def test_train_vctk(vctk_trees, tmp_path, version):
                       "--test-fraction", "0.25", *TINY, cwd=tmp_path)
     files = sorted(p.relative_to(audio).as_posix() for p in audio.rglob("*") if p.is_file())
     assert len(files) == 24
-    rows = read_manifest_lines(tmp_path / "manifest.txt")
+    rows = manifest_rows(tmp_path / "manifest.txt")
     # every file once, with its folder's speaker; the split is a seeded hash, so take it from the manifest
     assert sorted(rel for _, _, rel in rows) == files
     assert {split for split, _, _ in rows} == {"train", "val", "test"}
