@@ -35,15 +35,18 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from degrade import GOAL_CONDITIONS, NAMES, VAL_TAG, degrade  # noqa: E402
 
 from spkid.audio.io import load_audio  # noqa: E402
 from spkid.backends import get_backend  # noqa: E402
 from spkid.features.config import FeatureConfig  # noqa: E402
-from spkid.training.config import TrainConfig
-from spkid._strict import load_yaml_config
+from spkid.training.config import TrainConfig, split_recipe  # noqa: E402
 from spkid.features.api import fbank_from_config  # noqa: E402
 from spkid.training.evaluation import average_posteriors, predict  # noqa: E402
-from spkid.data.featuresets import FeatureSet, split_holdout  # noqa: E402
+from spkid.data.featuresets import FeatureSet, holdout_index  # noqa: E402
+from spkid.data.wavesampler import InMemoryWaves, WaveSet  # noqa: E402
 from spkid.training.evaluation import classification_report  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
@@ -67,52 +70,85 @@ FEATURES = {"fsdd": FeatureConfig(sr=8000, n_fft=512, n_mels=40), "libri251": Fe
 NORMALIZE = {"mean": "mean", "meanvar": "meanvar", "none": None}
 
 
-def fsdd_sets(root: Path, fc: FeatureConfig, config: TrainConfig):
-    """(train, val, test) FeatureSets of the fsdd protocol; val = 10% of each speaker's training files."""
+def fsdd_parts(root: Path, sr: int) -> tuple[tuple, dict]:
+    """(speakers, {"train": takes 5-49, "test": takes 0-4}) of the fsdd protocol, each a list of
+    ``(waveform at sr, label, file name)``."""
     name = re.compile(r"(\d)_([a-z]+)_(\d+)\.wav")
     files = sorted(p for p in root.glob("*.wav") if name.fullmatch(p.name))
     speakers = tuple(sorted({name.fullmatch(p.name).group(2) for p in files}))
-    parts: dict = {"train": ([], [], []), "test": ([], [], [])}
+    parts: dict = {"train": [], "test": []}
     for p in files:
         _, spk, idx = name.fullmatch(p.name).groups()
-        y = load_audio(p, sr=fc.sr, min_duration=0.0)
-        part = parts["test" if int(idx) < 5 else "train"]
-        part[0].append(fbank_from_config(y, fc))
-        part[1].append(speakers.index(spk))
-        part[2].append(p.name)
-    train = FeatureSet(*parts["train"][:2], speakers, fc, parts["train"][2])
-    test = FeatureSet(*parts["test"][:2], speakers, fc, parts["test"][2])
-    train, val = split_holdout(train, config.val_fraction, config.seed)
-    return train, val, test
+        y = load_audio(p, sr=sr, min_duration=0.0)
+        parts["test" if int(idx) < 5 else "train"].append((y, speakers.index(spk), p.name))
+    return speakers, parts
+
+
+def libri_parts(root: Path, sr: int, val_seconds: float, min_samples: int) -> tuple[tuple, dict]:
+    """(speakers, {"train", "val", "test"}) of the libri251 protocol, each a list of ``(waveform at sr,
+    label, id)``: per file the first 70% trains (its last ``val_seconds``, at most a fifth, validates when
+    that is at least ``min_samples``), the rest is cut into 3 s test segments."""
+    files = sorted(root.glob("*.flac"))
+    speakers = tuple(sorted({p.name.split("-")[0] for p in files}))
+    seg = 3 * sr
+    parts: dict = {"train": [], "val": [], "test": []}
+    for p in files:
+        spk = speakers.index(p.name.split("-")[0])
+        y = load_audio(p, sr=sr, min_duration=0.0)
+        cut = int(0.7 * len(y))
+        train_y, test_y = y[:cut], y[cut:]
+        segments = [test_y[i * seg : (i + 1) * seg] for i in range(len(test_y) // seg)] or [test_y]
+        parts["test"] += [(s, spk, f"{p.name}#{i}") for i, s in enumerate(segments)]
+        v = min(int(val_seconds * sr), len(train_y) // 5)  # short files keep 80% for training
+        if v >= min_samples:
+            parts["val"].append((train_y[-v:], spk, f"{p.name}#val"))
+            train_y = train_y[:-v]
+        parts["train"].append((train_y, spk, p.name))
+    return speakers, parts
+
+
+def feature_set(items: list, speakers: tuple, fc: FeatureConfig) -> FeatureSet | None:
+    """A FeatureSet of ``(waveform, label, id)`` items (None when there are none)."""
+    if not items:
+        return None
+    return FeatureSet([fbank_from_config(y, fc) for y, _, _ in items], [lab for _, lab, _ in items], speakers, fc,
+                      [ident for _, _, ident in items])
+
+
+def protocol_parts(protocol: str, root: Path, fc: FeatureConfig, config: TrainConfig, val_seconds: float):
+    """(speakers, {"train", "val", "test"} item lists) of a protocol; fsdd's val is ``config.val_fraction`` of
+    each speaker's training files (:func:`spkid.data.featuresets.holdout_index`)."""
+    if protocol == "libri251":
+        return libri_parts(root, fc.sr, val_seconds, fc.win_length)
+    speakers, parts = fsdd_parts(root, fc.sr)
+    held = set(holdout_index([lab for _, lab, _ in parts["train"]], config.val_fraction, config.seed).tolist())
+    parts["val"] = [it for k, it in enumerate(parts["train"]) if k in held]
+    parts["train"] = [it for k, it in enumerate(parts["train"]) if k not in held]
+    return speakers, parts
+
+
+def fsdd_sets(root: Path, fc: FeatureConfig, config: TrainConfig):
+    """(train, val, test) FeatureSets of the fsdd protocol; val = ``val_fraction`` of each speaker's training files."""
+    speakers, parts = protocol_parts("fsdd", root, fc, config, 0.0)
+    return tuple(feature_set(parts[k], speakers, fc) for k in ("train", "val", "test"))
 
 
 def libri_sets(root: Path, fc: FeatureConfig, config: TrainConfig, val_seconds: float):
     """(train, val, test) FeatureSets of the libri251 protocol (val = end of each training part)."""
-    files = sorted(root.glob("*.flac"))
-    speakers = tuple(sorted({p.name.split("-")[0] for p in files}))
-    seg = 3 * fc.sr
-    parts: dict = {"train": ([], [], []), "val": ([], [], []), "test": ([], [], [])}
+    speakers, parts = libri_parts(root, fc.sr, val_seconds, fc.win_length)
+    return tuple(feature_set(parts[k], speakers, fc) for k in ("train", "val", "test"))
 
-    def add(split, y, spk, ident):
-        parts[split][0].append(fbank_from_config(y, fc))
-        parts[split][1].append(speakers.index(spk))
-        parts[split][2].append(ident)
 
-    for p in files:
-        spk = p.name.split("-")[0]
-        y = load_audio(p, sr=fc.sr, min_duration=0.0)
-        cut = int(0.7 * len(y))
-        train_y, test_y = y[:cut], y[cut:]
-        segments = [test_y[i * seg : (i + 1) * seg] for i in range(len(test_y) // seg)] or [test_y]
-        for i, s in enumerate(segments):
-            add("test", s, spk, f"{p.name}#{i}")
-        v = min(int(val_seconds * fc.sr), len(train_y) // 5)  # short files keep 80% for training
-        if v >= fc.win_length:
-            add("val", train_y[-v:], spk, f"{p.name}#val")
-            train_y = train_y[:-v]
-        add("train", train_y, spk, p.name)
-    sets = {k: FeatureSet(*v[:2], speakers, fc, v[2]) if v[0] else None for k, v in parts.items()}
-    return sets["train"], sets["val"], sets["test"]
+def degraded_val(items: list, speakers: tuple, fc: FeatureConfig, seed: int) -> FeatureSet:
+    """The validation items clean plus one copy under each of the robustness goal's conditions
+    (:data:`degrade.GOAL_CONDITIONS`), drawn from ``[seed, VAL_TAG, condition, item]``: never the test's draws."""
+    waves, labels = [y for y, _, _ in items], [lab for _, lab, _ in items]
+    out = list(items)
+    for name in GOAL_CONDITIONS:
+        cond = NAMES.index(name)
+        copies = degrade(cond, waves, labels, fc.sr, seed, tag=(VAL_TAG,))
+        out += [(z, lab, f"{ident}@{cond}") for z, (_, lab, ident) in zip(copies, items)]
+    return feature_set(out, speakers, fc)
 
 
 def main(argv=None) -> int:
@@ -134,6 +170,10 @@ def main(argv=None) -> int:
     ap.add_argument("--normalize", choices=list(NORMALIZE),
                     help="per-utterance feature normalisation (default: the recipe's, else mean; mean "
                          "subtraction also removes the long-term spectrum, a speaker cue)")
+    ap.add_argument("--val-degraded", action="store_true",
+                    help="validate on the validation audio clean plus one copy under each of the robustness goal's "
+                         "conditions (5 dB white noise, 10 dB babble, RT60 0.6 s, telephone; benchmarks/degrade.py), "
+                         "seeded apart from the test's")
     ap.add_argument("--progress", action="store_true")
     ap.add_argument("--resume", action="store_true",
                     help="continue the runs already in --out (an interrupted member resumes from its last "
@@ -143,8 +183,7 @@ def main(argv=None) -> int:
     recipe = dict(RECIPES[args.protocol], model=args.model, model_overrides=SMALL[args.model], seed=args.seed)
     features: dict = {}
     if args.config:
-        loaded = load_yaml_config(args.config)
-        features = dict(loaded.pop("features", None) or {})
+        loaded, features = split_recipe(args.config)
         recipe.update(loaded)
     for key in ("epochs", "batch_size", "lr", "crop_frames"):  # command-line flags beat the recipe
         if getattr(args, key) is not None:
@@ -154,10 +193,18 @@ def main(argv=None) -> int:
         features["normalize"] = NORMALIZE[args.normalize]
     fc = FeatureConfig.from_dict({**FEATURES[args.protocol].to_dict(), **features})
     t0 = time.perf_counter()
-    if args.protocol == "fsdd":
-        train, val, test = fsdd_sets(args.data / "fsdd", fc, config)
+    root = args.data / ("fsdd" if args.protocol == "fsdd" else "librispeech-251")
+    speakers, parts = protocol_parts(args.protocol, root, fc, config, args.val_seconds)
+    if config.waveform_augment.enabled:  # crops cut from the waveforms, augmented, then featurised
+        tr = parts["train"]
+        waves = InMemoryWaves([y for y, _, _ in tr], [lab for _, lab, _ in tr], speakers, sr=fc.sr,
+                              ids=[ident for _, _, ident in tr])
+        train = WaveSet(waves, feature_config=fc, speakers=speakers)
     else:
-        train, val, test = libri_sets(args.data / "librispeech-251", fc, config, args.val_seconds)
+        train = feature_set(parts["train"], speakers, fc)
+    val = (degraded_val(parts["val"], speakers, fc, config.seed) if args.val_degraded and parts["val"]
+           else feature_set(parts["val"], speakers, fc))
+    test = feature_set(parts["test"], speakers, fc)
     t_feat = time.perf_counter() - t0
     print(f"{args.protocol}: {len(train)} train / {0 if val is None else len(val)} val / {len(test)} test "
           f"items, {train.n_classes} speakers; features {t_feat:.1f} s")

@@ -8,17 +8,13 @@ The test audio of a protocol (../shared/data/README.md) -- the libri251 test seg
 file in 3 s pieces, cut exactly as :func:`benchmarks.accuracy.libri_sets` does), or with ``--protocol fsdd``
 the fsdd test takes 0-4 -- is identified clean and under each degradation of :data:`CONDITIONS`:
 
-- white noise at 20 / 10 / 5 / 0 dB SNR (:func:`spkid.audio.noise.add_colored_noise`, whole-clip SNR);
-- babble: 3 test recordings of OTHER speakers than the query (hence other files), each at unit power,
-  summed and mixed in at 10 dB (:func:`spkid.audio.noise.babble`);
-- reverberation: a simulated room of RT60 0.3 / 0.6 / 0.9 s (:func:`spkid.audio.rooms.simulate_rir`,
-  its DRR and early reflections drawn, :func:`spkid.audio.rooms.reverberate`);
-- telephone: 300-3400 Hz band-pass, through 8 kHz with 8-bit mu-law (:func:`spkid.audio.channels.telephone`);
-- mixture: the RT60 0.6 s room, then white noise at 10 dB, then the telephone channel.
+white noise at 20 / 10 / 5 / 0 dB, babble of 3 other test talkers at 10 dB, simulated rooms of RT60
+0.3 / 0.6 / 0.9 s, the telephone band through 8 kHz with mu-law, and a mixture (``benchmarks/degrade.py``).
 
 Each segment's degradation draws from its own generator ``np.random.default_rng([seed, condition, segment])``
 (``condition`` its index in :data:`CONDITIONS`, ``segment`` its index in the full test list, so ``--limit``
-keeps the same draws), independent of any training augmentation. Degraded audio is featurised with each
+keeps the same draws), independent of any training augmentation and of the validation copies of
+``accuracy.py --val-degraded``. Degraded audio is featurised with each
 model's own ``feature_config`` (at its rate); the clean row uses the very features of
 ``benchmarks/gallery_accuracy.py``.
 
@@ -42,115 +38,34 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from accuracy import DATA, FEATURES, fsdd_sets, libri_sets  # noqa: E402  (puts the repo on sys.path too)
+from accuracy import DATA, FEATURES, feature_set, libri_parts, protocol_parts  # noqa: E402  (puts the repo on sys.path too)
 from gallery_accuracy import gallery_of, topk  # noqa: E402
 
-from spkid.audio.channels import telephone  # noqa: E402
-from spkid.audio.io import load_audio  # noqa: E402
-from spkid.audio.noise import add_colored_noise, babble  # noqa: E402
-from spkid.audio.rooms import reverberate, simulate_rir  # noqa: E402
+from degrade import CONDITIONS, degrade  # noqa: E402
 from spkid.data.featuresets import FeatureSet  # noqa: E402
 from spkid.features.api import fbank_from_config  # noqa: E402
 from spkid.inference.embedder import load_embedder  # noqa: E402
 
-BABBLE_TALKERS = 3
 ROOT = {"libri251": "librispeech-251", "fsdd": "fsdd"}
 UNIT = {"libri251": "segments", "fsdd": "files"}
 
 
-def _noise(snr_db):
-    return lambda y, sr, rng, others: add_colored_noise(y, snr_db, rng, "white")
-
-
-def _room(rt60):
-    return lambda y, sr, rng, others: reverberate(y, simulate_rir(sr, rt60, rng))
-
-
-def _babble(y, sr, rng, others):
-    return babble(y, others(rng), 10.0, rng)
-
-
-def _telephone(y, sr, rng, others):
-    return telephone(y, sr, use_mu_law=True)
-
-
-def _mixture(y, sr, rng, others):
-    return telephone(add_colored_noise(reverberate(y, simulate_rir(sr, 0.6, rng)), 10.0, rng, "white"), sr,
-                     use_mu_law=True)
-
-
-# (name, degradation(y, sr, rng, others) or None); a condition's index seeds its draws: append, never reorder
-CONDITIONS = [
-    ("clean", None),
-    ("white noise 20 dB", _noise(20.0)),
-    ("white noise 10 dB", _noise(10.0)),
-    ("white noise 5 dB", _noise(5.0)),
-    ("white noise 0 dB", _noise(0.0)),
-    ("babble 3 talkers 10 dB", _babble),
-    ("reverb RT60 0.3 s", _room(0.3)),
-    ("reverb RT60 0.6 s", _room(0.6)),
-    ("reverb RT60 0.9 s", _room(0.9)),
-    ("telephone 8 kHz mu-law", _telephone),
-    ("mix RT60 0.6+10 dB+tel", _mixture),
-]
-
-
-def libri_waves(root: Path, sr: int) -> tuple[list[np.ndarray], list[str]]:
-    """The libri251 test segments as waveforms at ``sr`` and their ids, cut as ``accuracy.libri_sets`` does."""
-    waves, ids = [], []
-    seg = 3 * sr
-    for p in sorted(root.glob("*.flac")):
-        y = load_audio(p, sr=sr, min_duration=0.0)
-        test_y = y[int(0.7 * len(y)):]
-        for i, s in enumerate([test_y[i * seg : (i + 1) * seg] for i in range(len(test_y) // seg)] or [test_y]):
-            waves.append(s)
-            ids.append(f"{p.name}#{i}")
-    return waves, ids
-
-
 def load_protocol(protocol: str, root: Path, fc, config):
     """(enrolment FeatureSet, test FeatureSet, test waveforms at ``fc.sr``), the test in protocol order."""
-    if protocol == "libri251":
-        train, _, test = libri_sets(root, fc, config, val_seconds=0.0)  # as gallery_accuracy.py enrols
-        waves, ids = libri_waves(root, fc.sr)
-    else:
-        train, _, test = fsdd_sets(root, fc, dataclasses.replace(config, val_fraction=0.0))  # all takes 5-49
-        ids = list(test.ids)
-        waves = [load_audio(root / name, sr=fc.sr, min_duration=0.0) for name in ids]
-    if ids != list(test.ids):
-        raise RuntimeError(f"{protocol}: the test waveforms do not line up with the protocol's test set")
-    return train, test, waves
-
-
-def talker_picker(test: FeatureSet, waves: list[np.ndarray], query: int):
-    """``others(rng)``: ``BABBLE_TALKERS`` test waveforms of speakers other than ``query``'s (distinct speakers
-    while there are enough), chosen with ``rng``."""
-    labels = np.asarray(test.labels)
-    others = [int(c) for c in np.unique(labels) if c != labels[query]]
-    if not others:
-        raise SystemExit("robustness.py: babble needs test audio of at least two speakers")
-
-    def pick(rng: np.random.Generator) -> list[np.ndarray]:
-        order = rng.permutation(len(others))
-        out = []
-        for k in range(BABBLE_TALKERS):
-            pool = np.flatnonzero(labels == others[order[k % len(others)]])
-            out.append(waves[int(pool[rng.integers(len(pool))])])
-        return out
-
-    return pick
+    if protocol == "libri251":  # the whole 70% part enrols, as gallery_accuracy.py does
+        speakers, parts = libri_parts(root, fc.sr, 0.0, fc.win_length)
+    else:  # every take 5-49 enrols
+        speakers, parts = protocol_parts(protocol, root, fc, dataclasses.replace(config, val_fraction=0.0), 0.0)
+    train, test = feature_set(parts["train"], speakers, fc), feature_set(parts["test"], speakers, fc)
+    return train, test, [y for y, _, _ in parts["test"]]
 
 
 def degraded_features(cond: int, test: FeatureSet, waves, n: int, fc, seed: int) -> list[np.ndarray]:
-    """Features (``fc``) of the first ``n`` test segments under condition ``cond`` (clean: the protocol's own)."""
-    fn = CONDITIONS[cond][1]
-    if fn is None:
+    """Features (``fc``) of the first ``n`` test segments under condition ``cond`` (clean: the protocol's own);
+    segment ``i`` draws from ``default_rng([seed, cond, i])`` (:func:`degrade.degrade`)."""
+    if CONDITIONS[cond][1] is None:
         return list(test.features[:n])
-    feats = []
-    for i in range(n):
-        rng = np.random.default_rng([seed, cond, i])
-        feats.append(fbank_from_config(fn(waves[i], fc.sr, rng, talker_picker(test, waves, i)), fc))
-    return feats
+    return [fbank_from_config(y, fc) for y in degrade(cond, waves, test.labels, fc.sr, seed, n=n)]
 
 
 def evaluate(embedder, protocol: str, root: Path, window: float, seed: int, limit: int | None, cache: dict):

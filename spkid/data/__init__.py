@@ -51,6 +51,7 @@ _LAZY = {
     "entry_path": "cache",
     "FeatureSet": "featuresets",
     "split_holdout": "featuresets",
+    "holdout_index": "featuresets",
     "load_feature_set": "featuresets",
     "cache_feature_sets": "featuresets",
     "repeat_pad": "sampler",

@@ -17,7 +17,7 @@ import numpy as np
 from spkid.features.config import FeatureConfig
 from spkid.errors import FeatureError
 
-__all__ = ["FeatureSet", "split_holdout", "load_feature_set", "cache_feature_sets"]
+__all__ = ["FeatureSet", "split_holdout", "holdout_index", "load_feature_set", "cache_feature_sets"]
 
 
 @dataclasses.dataclass
@@ -69,25 +69,35 @@ class FeatureSet:
                           self.feature_config, [self.ids[i] for i in index])
 
 
+def holdout_index(labels, fraction: float, seed: int = 0) -> np.ndarray:
+    """Sorted indices of ``fraction`` of each label's items (at least one when it has two or more, never
+    all of them): the validation part of :func:`split_holdout`, for any labelled collection. Deterministic
+    for a seed; empty when ``fraction`` is 0."""
+    labels = np.asarray(labels)
+    if fraction <= 0:
+        return np.zeros(0, dtype=np.int64)
+    rng = np.random.default_rng([seed, 7919])
+    val: list[int] = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        if len(idx) < 2:
+            continue
+        n = min(len(idx) - 1, max(1, int(round(fraction * len(idx)))))
+        val.extend(rng.permutation(idx)[:n].tolist())
+    return np.asarray(sorted(val), dtype=np.int64)
+
+
 def split_holdout(data: FeatureSet, fraction: float, seed: int = 0) -> tuple[FeatureSet, FeatureSet | None]:
-    """Hold out ``fraction`` of each speaker's utterances (at least one when it has two or more).
+    """Hold out ``fraction`` of each speaker's utterances (:func:`holdout_index`).
 
     Returns ``(train, val)``; ``val`` is None when ``fraction`` is 0. Deterministic for a seed.
     """
     if fraction <= 0:
         return data, None
-    rng = np.random.default_rng([seed, 7919])
-    val: list[int] = []
-    for c in np.unique(data.labels):
-        idx = np.flatnonzero(data.labels == c)
-        if len(idx) < 2:
-            continue
-        n = min(len(idx) - 1, max(1, int(round(fraction * len(idx)))))
-        val.extend(rng.permutation(idx)[:n].tolist())
-    held = set(val)
+    val = holdout_index(data.labels, fraction, seed)
+    held = set(val.tolist())
     train = [i for i in range(len(data)) if i not in held]
-    return data.subset(train), data.subset(sorted(val))
-
+    return data.subset(train), data.subset(val.tolist())
 
 
 # ------------------------------------------------------------------------------ datasets -> FeatureSet

@@ -70,3 +70,47 @@ def test_gallery_rejects_members_with_other_features(libri_dir: Path, tmp_path: 
              "--out", runs[norm], "--normalize", norm)
     proc = _run("gallery_accuracy.py", "--model", runs["mean"], runs["none"], "--data", data, returncode=2)
     assert f"{runs['none']}: its features" in proc.stderr
+
+
+def test_waveform_recipe_with_degraded_validation(libri_dir: Path, tmp_path: Path):
+    """A recipe with ``waveform_augment`` trains from waveforms (crops augmented, then featurised) and
+    ``--val-degraded`` validates on the clean tails plus one copy per goal condition: 3 files -> 3 x 5 val
+    items, each scored in the run's history."""
+    data = _libri_subset(libri_dir, tmp_path, 3)
+    recipe = tmp_path / "robust.yaml"
+    recipe.write_text("features: {normalize: null}\ncrop_frames: 64\ncrops_per_utterance: 2\n"
+                      "waveform_augment: {noise_prob: 0.5, reverb_prob: 0.5, telephone_prob: 0.5}\n")
+    out = tmp_path / "run"
+    lines = _run("accuracy.py", "--protocol", "libri251", "--backend", "torch", "--epochs", "1", "--config", recipe,
+                 "--val-degraded", "--data", data, "--out", out).stdout.strip().splitlines()
+    assert lines[0].startswith("libri251: 3 train / 15 val / "), lines[0]
+    assert '"telephone_prob": 0.5' in lines[1], lines[1]
+    assert re.search(r" val_top1=\d+\.\d\d ", lines[-2]), lines[-2]
+    assert LAST_LINE["accuracy"].fullmatch(lines[-1]), lines[-1]
+    header, row = (out / "history.csv").read_text().strip().splitlines()
+    assert float(row.split(",")[header.split(",").index("val_top1")]) >= 0.0
+
+
+def test_validation_copies_draw_apart_from_the_test():
+    """The degradations seeded for validation ([seed, VAL_TAG, cond, i]) differ from the test's
+    ([seed, cond, i]) for the same audio, and each is a function of its seed."""
+    import importlib.util
+
+    import numpy as np
+
+    spec = importlib.util.spec_from_file_location("degrade", REPO / "benchmarks" / "degrade.py")
+    degrade = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(degrade)
+    rng = np.random.default_rng(0)
+    waves = [0.1 * rng.standard_normal(16000).astype(np.float32) for _ in range(4)]
+    labels = [0, 1, 2, 3]
+    for name in degrade.GOAL_CONDITIONS:
+        cond = degrade.NAMES.index(name)
+        test = degrade.degrade(cond, waves, labels, 16000, 0)
+        val = degrade.degrade(cond, waves, labels, 16000, 0, tag=(degrade.VAL_TAG,))
+        again = degrade.degrade(cond, waves, labels, 16000, 0, tag=(degrade.VAL_TAG,))
+        assert all(np.array_equal(a, b) for a, b in zip(val, again)), name
+        if name.startswith("telephone"):  # deterministic channel: no draws to differ
+            assert all(np.array_equal(a, b) for a, b in zip(val, test))
+        else:
+            assert not any(np.array_equal(a, b) for a, b in zip(val, test)), name
