@@ -189,12 +189,12 @@ def _from_text(name: str, value: Any, kind: _Kind) -> Any:
     return value
 
 
-def config_from_args(args: argparse.Namespace, config_cls, yaml_path: str | None = None):
-    """A ``config_cls``: the YAML file ``yaml_path`` (optional) overridden by the options that were
-    given; wrong values raise :class:`~spkid.errors.ConfigError` naming the field."""
+def config_from_args(args: argparse.Namespace, config_cls, yaml_path: str | None = None, *, data=None):
+    """A ``config_cls``: the YAML file ``yaml_path`` (or the mapping ``data``; optional) overridden by the
+    options that were given; wrong values raise :class:`~spkid.errors.ConfigError` naming the field."""
     from spkid._strict import load_yaml_config
 
-    data = load_yaml_config(yaml_path) if yaml_path else {}
+    data = dict(data) if data is not None else load_yaml_config(yaml_path) if yaml_path else {}
     hints = _hints(config_cls)
     for f in dataclasses.fields(config_cls):
         value = getattr(args, _dest(f.name), None)
@@ -259,22 +259,42 @@ def data_argv(args: argparse.Namespace) -> list[str]:
     return argv
 
 
-def load_split(args: argparse.Namespace, split: str, *, feature_config=None, speakers=None, progress=True):
+def load_split(args: argparse.Namespace, split: str, *, feature_config=None, speakers=None, feature_overrides=None,
+               progress=True):
     """The utterances of ``split`` named by the data options in ``args`` as a FeatureSet, or a WaveSet for
-    ``--waves`` (None if there are none); ``--feature-config YAML`` applies to ``--data`` and ``--waves``
-    when no ``feature_config`` is given."""
+    ``--waves`` (None if there are none). Without a ``feature_config``, ``--data`` and ``--waves`` are
+    featurised with ``feature_overrides`` (a recipe's ``features:``) under ``--feature-config YAML``'s fields
+    (at the wave store's rate unless they name one); a ``--cache`` keeps its own features, and overrides it
+    does not already hold are a ConfigError saying how to rebuild it."""
     from spkid._strict import load_yaml_config
     from spkid.data.featuresets import load_feature_set
+    from spkid.errors import ConfigError
     from spkid.features.config import FeatureConfig
 
-    if not args.cache and feature_config is None and args.feature_config:
-        feature_config = FeatureConfig.from_dict(load_yaml_config(args.feature_config))
+    overrides = dict(feature_overrides or {})
+    if args.feature_config:
+        overrides.update(load_yaml_config(args.feature_config))
+    if not args.cache and feature_config is None and overrides:
+        base = {}
+        if getattr(args, "waves", None):
+            from spkid.data.waves import WaveStore
+
+            base["sr"] = WaveStore(args.waves).sr
+        feature_config = FeatureConfig.from_dict({**base, **overrides})
     if getattr(args, "waves", None):
         from spkid.data.wavesampler import load_wave_set
 
         return load_wave_set(args.waves, split, feature_config=feature_config, speakers=speakers)
-    return load_feature_set(split, cache=args.cache, data=args.data, layout=args.layout, pattern=args.pattern,
+    data = load_feature_set(split, cache=args.cache, data=args.data, layout=args.layout, pattern=args.pattern,
                             feature_config=feature_config, speakers=speakers, progress=progress)
+    if args.cache and data is not None and feature_overrides:
+        have = data.feature_config
+        want = FeatureConfig.from_dict({**have.to_dict(), **feature_overrides})
+        if want != have:
+            raise ConfigError(f"the recipe's features {dict(feature_overrides)} differ from the feature cache's "
+                              f"({args.cache}: {have}); rebuild it with `spkid prepare ... --feature-config YAML` "
+                              f"holding them, or train from --waves / --data")
+    return data
 
 
 # ------------------------------------------------------------------------------------ other options

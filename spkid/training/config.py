@@ -10,7 +10,7 @@ from spkid.audio.augment import AugmentConfig
 from spkid.errors import ConfigError
 from spkid.models.specs import MODEL_NAMES, model_spec
 
-__all__ = ["TrainConfig"]
+__all__ = ["TrainConfig", "split_recipe"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,3 +184,25 @@ class TrainConfig(StrictConfig):
 
 # Fields of earlier versions and the value at which old checkpoints and YAML files still load.
 _WITHDRAWN = {"noise_snr": None, "noise_copies": 0}
+
+
+def split_recipe(path) -> tuple[dict, dict]:
+    """A recipe file (``benchmarks/recipes/*.yaml``): TrainConfig fields plus an optional ``features:``
+    mapping of FeatureConfig fields, as ``(TrainConfig fields, FeatureConfig overrides)``; ``path`` None:
+    two empty mappings. An unknown feature field, or a ``features:`` that is not a mapping, is a
+    ConfigError naming the file (TrainConfig's own fields are checked when the config is built)."""
+    from spkid._strict import load_yaml_config
+    from spkid.features.config import FeatureConfig
+
+    if path is None:
+        return {}, {}
+    data = load_yaml_config(path)
+    features = data.pop("features", None)
+    if features is None:
+        return data, {}
+    if not isinstance(features, dict):
+        raise ConfigError(f"{path}: features: must be a mapping of FeatureConfig fields, got {features!r}")
+    unknown = sorted(set(features) - {f.name for f in dataclasses.fields(FeatureConfig)})
+    if unknown:
+        raise ConfigError(f"{path}: features: unknown FeatureConfig field(s) {', '.join(map(str, unknown))}")
+    return data, dict(features)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -107,3 +108,50 @@ def test_spkid_train_from_waves_with_augmentation(waves, tmp_path, capsys):
                  "--no-progress"]) == 0
     emb = load_embeddings(tmp_path / "emb.npz")
     assert len(emb) == len(WaveStore(waves)) and np.isfinite(emb.embeddings).all()
+
+
+def test_spkid_train_takes_the_robust_recipe_and_its_features(corpus, waves, tmp_path, capsys):
+    """``spkid train --config benchmarks/recipes/libri251_robust.yaml`` works from the CLI: its TrainConfig
+    fields (waveform augmentation) and its ``features:`` (no mean normalisation) both reach the run; a
+    feature cache built with other features is refused with the way to rebuild it."""
+    pytest.importorskip("torch")
+    import yaml
+
+    recipe = Path(__file__).resolve().parents[2] / "benchmarks" / "recipes" / "libri251_robust.yaml"
+    spec = yaml.safe_load(recipe.read_text())
+    small = ["--epochs", "1", "--model-overrides", json.dumps({**tiny_config().model_overrides, "input_norm": True}),
+             "--batch-size", "6", "--crops-per-utterance", "1", "--num-workers", "0", "--no-progress"]
+    run = tmp_path / "run"
+    assert main(["train", "--backend", "torch", "--waves", str(waves), "--out", str(run), "--config", str(recipe),
+                 *small]) == 0, capsys.readouterr().err
+    meta, _ = read_checkpoint(run)
+    assert meta["train_config"]["waveform_augment"] == {**meta["train_config"]["waveform_augment"],
+                                                        **spec["waveform_augment"]}
+    assert meta["train_config"]["crop_frames"] == spec["crop_frames"]
+    assert meta["feature_config"]["normalize"] is spec["features"]["normalize"] is None
+
+    cache = tmp_path / "cache"
+    assert main(["prepare", str(corpus), "--layout", "folders", "--cache", str(cache), "--no-progress"]) == 0
+    plain = {k: v for k, v in spec.items() if k not in ("waveform_augment",)}
+    plain_recipe = tmp_path / "plain.yaml"
+    plain_recipe.write_text(yaml.safe_dump(plain))
+    capsys.readouterr()
+    assert main(["train", "--backend", "torch", "--cache", str(cache), "--out", str(tmp_path / "r2"), "--config",
+                 str(plain_recipe), *small]) == 2
+    err = capsys.readouterr().err
+    assert "differ from the feature cache's" in err and str(cache) in err and "--feature-config" in err
+
+
+def test_a_recipe_with_unknown_feature_fields_is_refused(tmp_path):
+    from spkid.training.config import split_recipe
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("epochs: 2\nfeatures: {normalise: null}\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: features: unknown FeatureConfig field\(s\) normalise"):
+        split_recipe(bad)
+    bad.write_text("features: [1, 2]\n")
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        split_recipe(bad)
+    good = tmp_path / "good.yaml"
+    good.write_text("epochs: 2\nfeatures: {normalize: null, n_mels: 40}\n")
+    assert split_recipe(good) == ({"epochs": 2}, {"normalize": None, "n_mels": 40})

@@ -4,10 +4,14 @@
 relaunches this command under ``torch.distributed.run`` with N processes (or run ``torchrun
 --nproc_per_node N -m spkid train ...`` yourself); keras uses ``tf.distribute.MirroredStrategy``.
 
-Options come from a YAML file (``--config``) overridden by one ``--field`` flag per TrainConfig field
-(tuples and dicts as YAML, e.g. ``--gain-db "[-6, 6]"``, booleans as ``true``/``false``); the data come
-from ``--cache`` (built by ``spkid prepare``) or ``--data`` (scanned and featurised now). Both kinds of
-option are built by :mod:`spkid.app.options`.
+Options come from a recipe YAML file (``--config``: TrainConfig fields, plus an optional ``features:``
+mapping of FeatureConfig fields, as ``benchmarks/recipes/*.yaml``) overridden by one ``--field`` flag per
+TrainConfig field (tuples and dicts as YAML, e.g. ``--gain-db "[-6, 6]"``, booleans as ``true``/``false``);
+the data come from ``--cache`` (built by ``spkid prepare``), ``--waves`` (a wave store: crops augmented,
+then featurised while training) or ``--data`` (scanned and featurised now). The recipe's ``features:``
+(under ``--feature-config``'s fields) featurise ``--waves`` and ``--data``; a ``--cache`` must already
+hold such features, or the command says how to rebuild it. Both kinds of option are built by
+:mod:`spkid.app.options`.
 """
 from __future__ import annotations
 
@@ -27,21 +31,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--backend", choices=list(BACKENDS), default="torch", help="deep-learning backend")
     add_data_arguments(parser)
-    parser.add_argument("--config", metavar="YAML", help="TrainConfig fields from a YAML file")
+    parser.add_argument("--config", metavar="YAML", help="recipe: TrainConfig fields (+ an optional features: "
+                        "mapping of FeatureConfig fields) from a YAML file")
     parser.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory (checkpoints, history)")
     parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR's last checkpoint")
     add_progress_argument(parser)
     add_config_arguments(parser, TrainConfig, "training options (override --config)")
 
 
-def train_config_from_args(args: argparse.Namespace):
-    """TrainConfig from ``--config`` + flags."""
-    from spkid.training.config import TrainConfig
+def recipe_from_args(args: argparse.Namespace):
+    """(TrainConfig from ``--config`` + flags, the recipe's ``features:`` FeatureConfig overrides)."""
+    from spkid.training.config import TrainConfig, split_recipe
 
-    return config_from_args(args, TrainConfig, args.config)
+    config, features = split_recipe(args.config)
+    return config_from_args(args, TrainConfig, data=config), features
 
 
-def _launch_torchrun(args: argparse.Namespace, config, nproc: int) -> int:
+def _launch_torchrun(args: argparse.Namespace, config, features: dict, nproc: int) -> int:
     """Run this training in ``nproc`` processes under torch.distributed.run (the resolved TrainConfig
     travels as a YAML --config file); the exit status of the job."""
     import json
@@ -53,7 +59,10 @@ def _launch_torchrun(args: argparse.Namespace, config, nproc: int) -> int:
 
     with tempfile.TemporaryDirectory(prefix="spkid-train-") as tmp:
         cfg = Path(tmp) / "train-config.yaml"
-        cfg.write_text(yaml.safe_dump(json.loads(config.to_json())), encoding="utf-8")
+        recipe = json.loads(config.to_json())
+        if features:
+            recipe["features"] = features
+        cfg.write_text(yaml.safe_dump(recipe), encoding="utf-8")
         argv = ["train", "--backend", "torch", "--out", str(args.out), "--config", str(cfg), *data_argv(args)]
         argv += ["--resume"] * args.resume + ["--no-progress"] * args.no_progress
         return launch_torchrun(argv, nproc)
@@ -66,14 +75,14 @@ def run(args: argparse.Namespace) -> int:
     from spkid.training.distributed import device_count
     from spkid.data.featuresets import split_holdout
 
-    config = train_config_from_args(args)
+    config, features = recipe_from_args(args)
     nproc = device_count(config.devices)
     if args.backend == "torch" and nproc > 1 and "WORLD_SIZE" not in os.environ:
-        return _launch_torchrun(args, config, nproc)
+        return _launch_torchrun(args, config, features, nproc)
     backend = get_backend(args.backend)
     main = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 reports
     progress = not args.no_progress and main
-    train = load_split(args, "train", progress=progress)
+    train = load_split(args, "train", feature_overrides=features, progress=progress)
     if train is None:
         from spkid.errors import SplitError
 
