@@ -174,7 +174,8 @@ def test_sgd_step(name, k, rng):
 @pytest.mark.parametrize("backend", ["torch", "keras"])
 def test_tiny_fit_with_aam_loss(backend, tmp_path):
     """``fit`` with ``loss="aam"`` (sub-centres K = 2, margin from the first epoch): the loss decreases,
-    loss = ce + penalty_coef * penalty with a positive penalty, and the checkpoint reloads with its head."""
+    loss = ce + penalty_coef * penalty with a positive penalty, the checkpoint reloads with its head, and
+    its ONNX export (keras through the torch twin) gives the same embeddings and scaled-cosine logits."""
     module = spkid_torch if backend == "torch" else spkid_keras
     over = {**contract.tiny("vgg_attention"), "head": {"type": "aam", "subcenters": 2}}
     cfg = tiny_config(epochs=4, model_overrides=over, loss="aam", aam_scale=16.0, aam_margin=0.2,
@@ -186,3 +187,17 @@ def test_tiny_fit_with_aam_loss(backend, tmp_path):
         assert h["penalty"] > 0 and abs(h["loss"] - (h["ce"] + cfg.penalty_coef * h["penalty"])) < 1e-4
     model = module.load_model(tmp_path / "run", prefer="last")
     assert model.spec.head.type == "aam" and model.spec.head.scale == 16.0 and model.spec.head.subcenters == 2
+
+    pytest.importorskip("onnxruntime")
+    from spkid.inference.embedder import load_embedder
+    from spkid.inference.export import export_model
+    from spkid.inference.onnx import OnnxEmbedder
+
+    onnx_emb = OnnxEmbedder(export_model(tmp_path / "run", tmp_path / "aam.onnx", "onnx"))
+    ref_emb = load_embedder(tmp_path / "run")
+    rng = np.random.default_rng(0)
+    feats = [rng.standard_normal((n, 40)).astype(np.float32) for n in (30, 47, 64)]  # blobs' 40 mel bins
+    got_logits, want_logits = onnx_emb.logits(feats), ref_emb.logits(feats)
+    assert np.abs(got_logits).max() <= 16.0 + 1e-3  # s * cos(theta): bounded by the scale
+    assert np.abs(got_logits - want_logits).max() <= 1e-3
+    assert np.abs(onnx_emb.embed(feats) - ref_emb.embed(feats)).max() <= 1e-4
