@@ -18,6 +18,7 @@ interface: :mod:`spkid_torch.backend`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import warnings
 from pathlib import Path
@@ -28,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from spkid.training.config import TrainConfig
-from spkid.training.distributed import micro_batches
+from spkid.training.distributed import micro_batches, rank_rows
 from spkid.errors import CheckpointError
 from spkid.data.featuresets import FeatureSet
 from spkid.data.sampler import TrainSampler
@@ -148,6 +149,13 @@ class TorchAdapter(AdapterBase):
 
     def share(self, obj):
         return self.dist.share(obj) if self.world > 1 else obj
+
+    def row_share(self):
+        """Under DDP, the rows of each global batch this rank's micro-batches cover (train_step's pieces)."""
+        if self.world == 1:
+            return None
+        return functools.partial(rank_rows, world=self.world, accumulation=self.config.grad_accumulation,
+                                 rank=self.dist.rank)
 
     def forward(self, x: np.ndarray, lengths: np.ndarray) -> dict:
         return _forward(self.model, x, lengths)

@@ -26,6 +26,22 @@ def blobs(n_per_class: int = 6, n_classes: int = 3, n_mels: int = 40, seed: int 
     return FeatureSet(feats, labels, tuple(f"spk{c}" for c in range(n_classes)), FeatureConfig(), None)
 
 
+def wave_blobs(n_per_class: int = 6, n_classes: int = 3, sr: int = 16000, seed: int = 0):
+    """Easy synthetic waveforms (class c = a tone at 200 + 150 c Hz plus noise, 0.3-0.9 s) as a
+    :class:`~spkid.data.wavesampler.WaveSet` with blobs' speaker names: for mechanics only."""
+    from spkid.data.wavesampler import InMemoryWaves, WaveSet
+
+    rng = np.random.default_rng(seed)
+    waves, labels = [], []
+    for c in range(n_classes):
+        for _ in range(n_per_class):
+            t = np.arange(int(rng.integers(int(0.3 * sr), int(0.9 * sr)))) / sr
+            waves.append((0.3 * np.sin(2 * np.pi * (200 + 150 * c) * t) + 0.05 * rng.standard_normal(len(t)))
+                         .astype(np.float32))
+            labels.append(c)
+    return WaveSet(InMemoryWaves(waves, labels, [f"spk{c}" for c in range(n_classes)], sr=sr))
+
+
 def tiny_config(**kw) -> TrainConfig:
     base = dict(model="vgg_attention", model_overrides=TINY_OVERRIDES["vgg_attention"], epochs=3, batch_size=6,
                 crop_frames=32, lr=3e-3, seed=0, plateau_patience=1)

@@ -188,6 +188,8 @@ class WaveSampler:
 
     ``sampler.batch(epoch, i)`` -> ``(x (B, crop_frames, n_mels) float32, y (B,) int64)``. Each
     utterance appears ``crops_per_utterance`` times per epoch; a last batch of one example is dropped.
+    After :meth:`only_rows` (a data-parallel process that trains on a slice of each global batch), only
+    that slice is augmented and featurised: its rows equal the full batch's, the other rows are zeros.
     ``last_batch_seconds`` / ``total_batch_seconds`` / ``batches_built`` time :meth:`batch` in this
     process (DataLoader workers keep their own copies).
     """
@@ -214,9 +216,17 @@ class WaveSampler:
         self.last_batch_seconds = 0.0
         self.total_batch_seconds = 0.0
         self.batches_built = 0
+        self.rows = None
 
     def __len__(self) -> int:
         return self._n_batches
+
+    def only_rows(self, rows) -> None:
+        """Build only rows ``[lo, hi) = rows(B)`` of each B-example batch (e.g.
+        :func:`spkid.training.distributed.rank_rows` for this rank; picklable for DataLoader workers);
+        None: every row. Crops and labels are still drawn for the whole batch (babble pools and feature
+        masks draw as before), so the rows built are exactly the full batch's."""
+        self.rows = rows
 
     def order(self, epoch: int) -> np.ndarray:
         """Utterance indices (into the set) of one epoch, in training order (TrainSampler's rule)."""
@@ -267,12 +277,20 @@ class WaveSampler:
         labels = self.data.labels[chosen].copy()
         rngs = [self._item_rng(epoch, i, k) for k in range(len(chosen))]
         crops = [self._read(int(j), self._start(int(j), rng)) for j, rng in zip(chosen, rngs)]
+        lo, hi = (0, len(chosen)) if self.rows is None else self.rows(len(chosen))
+        mine = crops[lo:hi]
         if self.augmenter is not None:
-            crops = [self.augmenter(c, rng, babble_pool=self._pool(epoch, i, k, crops, labels) if self._babble
-                                    else None) for k, (c, rng) in enumerate(zip(crops, rngs))]
-        x = np.ascontiguousarray(np.stack(fbank_batch(crops, config=self.data.feature_config)), dtype=np.float32)
-        if self.config.augments:
+            mine = [self.augmenter(crops[k], rngs[k], babble_pool=self._pool(epoch, i, k, crops, labels)
+                                   if self._babble else None) for k in range(lo, hi)]
+        feats = np.stack(fbank_batch(mine, config=self.data.feature_config)).astype(np.float32, copy=False)
+        if (lo, hi) == (0, len(chosen)):
+            x = np.ascontiguousarray(feats)
+        else:  # (B, crop_frames, n_mels): this process's rows, zeros elsewhere
+            x = np.zeros((len(chosen), *feats.shape[1:]), dtype=np.float32)
+            x[lo:hi] = feats
+        if self.config.augments:  # drawn over the whole batch, so a slice's masks are the full batch's
             augment_features(x, self.config, np.random.default_rng([self.config.seed, epoch, i]), log=self.log)
+            x[:lo], x[hi:] = 0.0, 0.0
         self.last_batch_seconds = time.perf_counter() - t0
         self.total_batch_seconds += self.last_batch_seconds
         self.batches_built += 1

@@ -22,7 +22,7 @@ import numpy as np
 
 from spkid.errors import ConfigError
 
-__all__ = ["device_count", "micro_batches", "usable", "launch_torchrun"]
+__all__ = ["device_count", "micro_batches", "rank_rows", "usable", "launch_torchrun"]
 
 
 def device_count(devices: str) -> int:
@@ -46,6 +46,17 @@ def micro_batches(n: int, world: int, accumulation: int, rank: int) -> list[tupl
     bounds = np.cumsum([0] + [len(a) for a in np.array_split(np.arange(n), parts)])
     return [(int(bounds[k]), int(bounds[k + 1]), float(bounds[k + 1] - bounds[k]) / n)
             for k in range(rank * accumulation, (rank + 1) * accumulation)]
+
+
+def rank_rows(n: int, *, world: int, accumulation: int, rank: int) -> tuple[int, int]:
+    """``(lo, hi)``: the rows of an ``n``-example global batch that rank ``rank``'s micro-batches cover
+    (:func:`micro_batches`, contiguous); every row for a batch too small to be trained on (:func:`usable`,
+    skipped anyway). Given to :meth:`spkid.data.wavesampler.WaveSampler.only_rows` so that a rank
+    augments and featurises its own share, not the whole global batch."""
+    if not usable(n, world, accumulation):
+        return 0, n
+    pieces = micro_batches(n, world, accumulation, rank)
+    return pieces[0][0], pieces[-1][1]
 
 
 def usable(n: int, world: int, accumulation: int) -> bool:

@@ -22,7 +22,7 @@ import numpy as np
 
 from spkid.data.featuresets import FeatureSet
 from spkid.data.sampler import TrainSampler
-from spkid.data.wavesampler import make_sampler
+from spkid.data.wavesampler import WaveSampler, make_sampler
 from spkid.errors import CheckpointError, ConfigError
 from spkid.features.config import FeatureConfig
 from spkid.models.specs import ModelSpec, model_spec
@@ -115,6 +115,7 @@ class Adapter(Protocol):
     def sync(self) -> None: ...  # at each epoch's end, e.g. to copy rank 0's BatchNorm statistics
     def share(self, obj: Any) -> Any: ...  # rank 0's ``obj`` on every rank (also a barrier)
     def summary_writer(self, logdir: Path) -> Callable[[str, float, int], None] | None: ...
+    def row_share(self) -> Callable[[int], tuple[int, int]] | None: ...  # rows of a global batch this process trains
 
 
 class AdapterBase:
@@ -160,6 +161,12 @@ class AdapterBase:
 
     def summary_writer(self, logdir: Path) -> Callable[[str, float, int], None] | None:
         """None: no TensorBoard scalars."""
+        return None
+
+    def row_share(self) -> Callable[[int], tuple[int, int]] | None:
+        """None: this process trains on every row of each global batch (one process, or replicas fed by
+        one process as Keras' MirroredStrategy). A data-parallel process that trains on a slice returns
+        a picklable ``rows(B) -> (lo, hi)``, and waveform batches are then built for that slice only."""
         return None
 
 
@@ -210,6 +217,9 @@ def run_training(adapter: Adapter, config: TrainConfig, train_set: FeatureSet, v
         start, history, best_key = int(meta["epoch"]), list(meta["history"]), meta.get("best_key")
         plateau = Plateau.from_dict(meta["plateau"])
     sampler = make_sampler(train_set, config)
+    rows = adapter.row_share()
+    if rows is not None and isinstance(sampler, WaveSampler):
+        sampler.only_rows(rows)  # augment and featurise this rank's share of each batch, not all of it
     scalar = adapter.summary_writer(paths.tensorboard) if main else None
     world, share = adapter.world, adapter.share
     for epoch in range(start, config.epochs):

@@ -155,3 +155,28 @@ def test_a_recipe_with_unknown_feature_fields_is_refused(tmp_path):
     good = tmp_path / "good.yaml"
     good.write_text("epochs: 2\nfeatures: {normalize: null, n_mels: 40}\n")
     assert split_recipe(good) == ({"epochs": 2}, {"normalize": None, "n_mels": 40})
+
+
+def test_the_loop_builds_only_the_rows_an_adapter_trains_on(tmp_path):
+    """``run_training`` hands a data-parallel adapter's ``row_share`` to the wave sampler: batches arrive
+    with that rank's rows built and the rest zero (each rank augments its share, not the global batch)."""
+    import functools
+
+    from spkid.training.distributed import rank_rows, usable
+    from tests.train_cases import wave_blobs
+
+    seen = []
+
+    class SecondRank(NumpyAdapter):
+        def row_share(self):
+            return functools.partial(rank_rows, world=2, accumulation=1, rank=1)
+
+        def train_step(self, x, y, lr):
+            lo, hi = rank_rows(len(y), world=2, accumulation=1, rank=1)
+            if usable(len(y), 2, 1):  # 18 items in batches of 8: the trailing 2 are built whole (skipped by DDP)
+                seen.append((bool(x[:lo].any() or x[hi:].any()), bool(x[lo:hi].any()), lo > 0))
+            return super().train_step(x, y, lr)
+
+    config = tiny_config(epochs=1, waveform_augment=AUGMENT, batch_size=8)
+    run_training(SecondRank(), config, wave_blobs(), None, tmp_path / "run", progress=False)
+    assert len(seen) == 2 and all(s == (False, True, True) for s in seen), seen

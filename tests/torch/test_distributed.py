@@ -28,7 +28,7 @@ pytest.importorskip("torch")
 from spkid.backends import get_backend  # noqa: E402
 from spkid_torch import train  # noqa: E402
 from tests.model_contract import one_torch_thread  # noqa: E402,F401 (fixture)
-from tests.train_cases import blobs, tiny_config  # noqa: E402
+from tests.train_cases import blobs, tiny_config, wave_blobs  # noqa: E402
 
 pytestmark = [pytest.mark.distributed, pytest.mark.usefixtures("one_torch_thread")]
 REPO = Path(__file__).resolve().parents[2]
@@ -47,10 +47,17 @@ def _npz(path):
         return {k: z[k] for k in z.files}
 
 
-def test_two_cpu_ranks_equal_one_process_with_the_same_global_batch(tmp_path):
+@pytest.mark.parametrize("data", ["features", "waves"])
+def test_two_cpu_ranks_equal_one_process_with_the_same_global_batch(data, tmp_path):
+    """``waves``: each rank augments and featurises only its half of every global batch
+    (``WaveSampler.only_rows``), so equality with the single process also shows those halves are right."""
     cfg = tiny_config(batch_size=8, devices="cpu", time_masks=1, gain_db=(-3.0, 3.0))
-    _torchrun(["-m", "tests.torch.ddp_worker", str(tmp_path), cfg.to_json()], tmp_path)
-    single = train.fit(cfg.replace(epochs=2, grad_accumulation=2), blobs(), blobs(2, seed=1), tmp_path / "single",
+    if data == "waves":
+        cfg = cfg.replace(waveform_augment={"noise_prob": 0.5, "reverb_prob": 0.5, "babble_prob": 0.5,
+                                            "babble_speakers": [1, 2]})
+    _torchrun(["-m", "tests.torch.ddp_worker", str(tmp_path), cfg.to_json(), data], tmp_path)
+    train_set = wave_blobs() if data == "waves" else blobs()
+    single = train.fit(cfg.replace(epochs=2, grad_accumulation=2), train_set, blobs(2, seed=1), tmp_path / "single",
                        progress=False)
     ref = {k: v.detach().numpy() for k, v in train.load_model(tmp_path / "single", prefer="last").named_parameters()}
     for epoch in (1, 2):
