@@ -68,13 +68,18 @@ def degraded_features(cond: int, test: FeatureSet, waves, n: int, fc, seed: int)
     return [fbank_from_config(y, fc) for y in degrade(cond, waves, test.labels, fc.sr, seed, n=n)]
 
 
-def evaluate(embedder, protocol: str, root: Path, window: float, seed: int, limit: int | None, cache: dict):
-    """{condition name: (gallery top-1, head top-1 or None)} for one model, and (n used, n test)."""
+def evaluate(embedder, protocol: str, root: Path, window: float, seed: int, limit: int | None, cache: dict,
+             query_seconds: float | None = None):
+    """{condition name: (gallery top-1, head top-1 or None)} for one model, and (n used, n test).
+    ``query_seconds``: each query is the first that many seconds of its test segment (degraded after the cut)."""
     fc = embedder.feature_config
     key = (protocol, fc.to_json())
     if key not in cache:
         cache[key] = load_protocol(protocol, root, fc, embedder.config)
     train, test, waves = cache[key]
+    if query_seconds is not None:
+        waves = [y[: int(round(query_seconds * fc.sr))] for y in waves]
+        test = feature_set([(y, lab, ident) for y, lab, ident in zip(waves, test.labels, test.ids)], test.speakers, fc)
     n = len(test) if limit is None else min(limit, len(test))
     sub = FeatureSet(list(test.features[:n]), np.asarray(test.labels)[:n], test.speakers, fc, list(test.ids[:n]))
     gallery = gallery_of(embedder, train, int(round(window / fc.frame_shift)))
@@ -104,10 +109,14 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="seed of the degradations' own generators (default: 0)")
     ap.add_argument("--limit", type=int, metavar="N", help="use only the first N test segments (smoke tests)")
     ap.add_argument("--window", type=float, default=3.0, help="enrolment window in seconds (default: 3)")
+    ap.add_argument("--query-seconds", type=float, metavar="S",
+                    help="identify the first S seconds of each test segment only (short queries; default: all)")
     ap.add_argument("--data", type=Path, default=DATA)
     args = ap.parse_args(argv)
     if args.limit is not None and args.limit < 1:
         ap.error("--limit must be at least 1")
+    if args.query_seconds is not None and not args.query_seconds > 0.05:
+        ap.error("--query-seconds must be more than 0.05")
     root = args.data / ROOT[args.protocol]
     if not root.is_dir():
         print(f"robustness.py: error: real speech not found at {root} (the data lives in ../shared/data beside "
@@ -122,10 +131,12 @@ def main(argv=None) -> int:
         if fc != FEATURES[args.protocol]:
             print(f"note: {path}: its features differ from accuracy.py's {args.protocol} features: {fc}")
         t0 = time.perf_counter()
-        rows, (n, n_test, n_train) = evaluate(embedder, args.protocol, root, args.window, args.seed, args.limit, cache)
+        rows, (n, n_test, n_train) = evaluate(embedder, args.protocol, root, args.window, args.seed, args.limit, cache,
+                                              args.query_seconds)
         clean_g, clean_h = rows["clean"]
         print(f"model {path} ({embedder.backend} {embedder.model_name}, {len(embedder.speakers)} training speakers): "
               f"{args.protocol}, {n_train} enrolment items, {n} of {n_test} test {UNIT[args.protocol]}, "
+              f"{'' if args.query_seconds is None else f'first {args.query_seconds:g} s of each, '}"
               f"seed {args.seed}, {time.perf_counter() - t0:.1f} s")
         print(f"  {'condition':<24} {'gallery top-1':>13} {'drop':>7}  {'head top-1':>10} {'drop':>7}")
         for name, (g1, h1) in rows.items():

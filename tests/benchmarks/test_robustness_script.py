@@ -72,6 +72,11 @@ def test_robustness_table(libri_dir: Path, tmp_path: Path, capsys):
     again = _main(capsys, "robustness", *args)
     assert [re.sub(r", [\d.]+ s$", "", line) for line in again] == [re.sub(r", [\d.]+ s$", "", line) for line in lines]
 
+    # short queries: the first second of each segment, degraded after the cut -- another table
+    short = _main(capsys, "robustness", *args, "--query-seconds", 1.0)
+    assert "6 of 6 test segments, first 1 s of each, seed 0" in short[0], short[0]
+    assert [ROW.fullmatch(line) is not None for line in short] == [ROW.fullmatch(line) is not None for line in lines]
+
 
 def test_robustness_without_data_exits_2(tmp_path: Path, capsys):
     assert _script("robustness").main(["--model", str(tmp_path / "run"), "--data", str(tmp_path / "missing")]) == 2
