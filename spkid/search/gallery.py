@@ -39,24 +39,20 @@ __all__ = ["Gallery"]
 class Gallery:
     """Enrolled speakers and their utterance embeddings.
 
-    ``metadata``: a JSON-serialisable dict describing how the embeddings were made (model,
-    checkpoint, feature config, ...); stored with the gallery and checked on :meth:`load`.
-    ``threshold``: the default open-set threshold of :meth:`identify` (``None``: closed set); on a
-    gallery opened from a database, setting it is stored at once.
-    ``index``: how :meth:`identify` searches (:mod:`spkid.search.live_index`): ``"auto"`` (exact on small
-    galleries, approximate above), ``"exact"``, ``"speakers"`` or ``"pq"``.
+    ``metadata``: a JSON-serialisable dict of how the embeddings were made (model, features, ...), stored
+    and checked on :meth:`load`. ``threshold``: the default open-set threshold of :meth:`identify` (``None``:
+    closed set; on a database-backed gallery, setting it is stored at once). ``index``: how :meth:`identify`
+    searches (:mod:`spkid.search.live_index`): ``"auto"``, ``"exact"``, ``"speakers"`` or ``"pq"``.
     """
 
     def __init__(self, metadata: Mapping[str, Any] | None = None, threshold: float | None = None,
                  index: str = "auto"):
         self.metadata = dict(metadata or {})
-        self._store: SQLiteStore | None = None
-        self._threshold = threshold
-        self._index_mode = index
-        self._live: LiveIndex | None = None
         LiveIndex(1, index)  # validates ``index``
-        self._seq = self._removals = 0
-        self._data_version: int | None = None
+        self._threshold, self._index_mode = threshold, index
+        self._store: SQLiteStore | None = None
+        self._live: LiveIndex | None = None  # the contents (None while empty)
+        self._seq, self._removals, self._data_version = 0, 0, None  # how far the database has been read
 
     # ------------------------------------------------------------------ database-backed galleries
     @classmethod
@@ -238,19 +234,20 @@ class Gallery:
             raise GalleryError(f"utterance id(s) {dup[:3]} already enrolled for {name!r}")
         return name, x, ids
 
+    def _prepare_all(self, groups) -> list[tuple[str, np.ndarray, list[str]]]:
+        prepared = []
+        for name, emb, ids in groups:
+            prepared.append(self._prepare(name, emb, ids, self.dim or (prepared[0][1].shape[1] if prepared else None)))
+        return prepared
+
     def _write(self, groups) -> "Gallery":
         if self._store is None:
-            prepared = []
-            for name, emb, ids in groups:
-                prepared.append(self._prepare(name, emb, ids, self.dim or (prepared[0][1].shape[1] if prepared else None)))
-            for name, x, ids in prepared:
+            for name, x, ids in self._prepare_all(groups):
                 self._add(name, x, ids, x.shape[1])
             return self
         with self._store.transaction():
             self._catch_up()  # under the write lock: the database's state, others' commits included
-            prepared = []
-            for name, emb, ids in groups:
-                prepared.append(self._prepare(name, emb, ids, self.dim or (prepared[0][1].shape[1] if prepared else None)))
+            prepared = self._prepare_all(groups)
             seq = self._store.begin_write(prepared[0][1].shape[1])
             for name, x, ids in prepared:
                 sums = x.sum(axis=0, dtype=np.float64)

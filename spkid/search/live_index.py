@@ -134,6 +134,8 @@ class LiveIndex:
         self.row_slot[n0 : n0 + n] = slot
         self.row_alive[n0 : n0 + n] = True
         self.row_ids.extend(ids)
+        if not isinstance(self.slot_rows[slot], list):
+            self.slot_rows[slot] = list(self.slot_rows[slot])
         self.slot_rows[slot].extend(range(n0, n0 + n))
         self.n_rows += n
         self.slot_sum[slot] += x.sum(axis=0, dtype=np.float64)
@@ -168,10 +170,11 @@ class LiveIndex:
         self.row_ids, self.n_rows = list(ids), n
         self.slot_of = {name: j for j, name in enumerate(names)}
         self.slot_names = list(names)
-        self.slot_rows = [list(range(a, b)) for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist())]
+        # ranges (cheap to make at 100k speakers); a speaker's becomes a list when it is enrolled again
+        self.slot_rows = list(map(range, offsets[:-1].tolist(), offsets[1:].tolist()))
         self.slot_count = np.zeros(cap_s, np.int64)
         self.slot_count[:s] = counts
-        norm = np.linalg.norm(self.slot_sum[:s], axis=1, keepdims=True)
+        norm = np.sqrt(np.einsum("ij,ij->i", self.slot_sum[:s], self.slot_sum[:s]))[:, None]
         self.cent = np.zeros((cap_s, self.dim), np.float32)
         self.cent[:s] = self.slot_sum[:s] / np.maximum(norm, 1e-30)
 

@@ -191,7 +191,7 @@ class SQLiteStore:
         names, counts, ids, pos, width = [], np.zeros(s, np.int64), [], 0, 4 * dim
         cur = self.conn.execute("SELECT name, n, embeddings, sums, ids, crc32 FROM speakers ORDER BY name")
         for j, (name, k, blob, sum_blob, ids_text, crc) in enumerate(cur):
-            if zlib.crc32(sum_blob, zlib.crc32(blob, zlib.crc32(f"{name}\0{ids_text}\0".encode("utf-8")))) != crc:
+            if row_digest(name, ids_text, blob, sum_blob) != crc:
                 raise GalleryError(f"checksum mismatch in the row of speaker {name!r} (corrupt or edited)",
                                    path=self.path)
             if len(blob) != k * width or len(sum_blob) != 8 * dim or ids_text.count("\n") != k - 1:
