@@ -180,7 +180,7 @@ class SQLiteStore:
 
     def read_all(self, dim: int, spare: float = 0.25):
         """Every row at once, checked, for opening: ``(names, counts (S,), rows (cap, D) float32, ids, sums
-        (S, D) float64)`` with rows grouped by speaker in name order and ``cap - n`` spare rows (zeros) so
+        (S, D) float64)`` with rows grouped by speaker (in the table's order) and ``cap - n`` spare rows (zeros) so
         that the next enrolments append without copying. One copy of the embedding bytes, no per-row arrays."""
         total = self.conn.execute("SELECT COALESCE(SUM(n), 0), COUNT(*) FROM speakers").fetchone()
         n, s = int(total[0]), int(total[1])
@@ -189,7 +189,8 @@ class SQLiteStore:
         view = memoryview(buf)
         sums = bytearray(s * dim * 8)
         names, counts, ids, pos, width = [], np.zeros(s, np.int64), [], 0, 4 * dim
-        cur = self.conn.execute("SELECT name, n, embeddings, sums, ids, crc32 FROM speakers ORDER BY name")
+        # table order (rowid), not name order: a sequential walk of the table instead of index lookups
+        cur = self.conn.execute("SELECT name, n, embeddings, sums, ids, crc32 FROM speakers")
         for j, (name, k, blob, sum_blob, ids_text, crc) in enumerate(cur):
             if row_digest(name, ids_text, blob, sum_blob) != crc:
                 raise GalleryError(f"checksum mismatch in the row of speaker {name!r} (corrupt or edited)",
