@@ -101,7 +101,7 @@ def _gunicorn(model, gallery, options: dict, *, host: str, port: int, workers: i
     class App(BaseApplication):
         def load_config(self):
             for key, value in {"bind": f"{host}:{port}", "workers": workers, "threads": threads,
-                               "worker_class": "gthread", "timeout": 120, "graceful_timeout": 10,
+                               "worker_class": "gthread", "timeout": 120, "graceful_timeout": 3,  # in-flight requests at shutdown
                                "when_ready": on_ready, "accesslog": None, "errorlog": "-", "loglevel": "warning",
                                "preload_app": False}.items():
                 self.cfg.set(key, value)
