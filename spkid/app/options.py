@@ -9,7 +9,7 @@
   default, which ``--help`` prints (a ``default_factory`` is called to show it).
 * The data options ``--cache DIR | --data ROOT`` (+ ``--layout``, ``--pattern``, ``--feature-config``) and
   :func:`load_split`, which turns them into a :class:`~spkid.data.featuresets.FeatureSet`.
-* ``--model`` / ``--gallery`` of the gallery commands and ``--no-progress``.
+* ``--model`` / ``--gallery`` / ``--index`` of the gallery commands and ``--no-progress``.
 """
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ __all__ = [
     "data_argv",
     "load_split",
     "add_gallery_arguments",
+    "add_index_argument",
     "add_progress_argument",
 ]
 
@@ -307,5 +308,17 @@ def add_gallery_arguments(parser: argparse.ArgumentParser) -> None:
     """``--model``, ``--gallery``, ``--no-progress`` of the gallery commands (enroll, identify)."""
     parser.add_argument("--model", required=True, metavar="CKPT_OR_ONNX",
                         help="run directory, checkpoint .json / state file (torch or keras), or exported .onnx")
-    parser.add_argument("--gallery", required=True, metavar="G", help="gallery G (G.json + G.npz)")
+    parser.add_argument("--gallery", required=True, metavar="G",
+                        help="gallery: G.db (SQLite: each change a durable transaction, shared by processes) or "
+                             "G (the older G.json + G.npz pair, rewritten whole)")
+    add_index_argument(parser)
     add_progress_argument(parser)
+
+
+def add_index_argument(parser: argparse.ArgumentParser) -> None:
+    """``--index {auto,exact,speakers,pq}``: how a gallery is searched (:mod:`spkid.search.live_index`)."""
+    from spkid.search.live_index import INDEXES
+
+    parser.add_argument("--index", choices=INDEXES, default="auto",
+                        help="gallery search: auto (exact on small galleries, approximate above 20k utterances), "
+                             "exact, speakers (PQ over speaker centroids) or pq (PQ over utterances)")

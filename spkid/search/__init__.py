@@ -1,5 +1,6 @@
 """Embeddings to names: k-nearest-neighbour speaker search (``index``) and enrolment galleries
-(``gallery``; their file format in ``storage``, their binding to a model in ``binding``).
+(``gallery``, answering with ``results``, searched through ``live_index``; stored in a SQLite database by
+``sqlite_store`` or in the older npz + json pair of ``storage``; bound to a model in ``binding``).
 
 Public names are imported lazily: ``import spkid.search`` stays cheap.
 """
@@ -13,9 +14,11 @@ _LAZY = {
     "as_embeddings": "index",
     "l2_normalize": "index",
     "Gallery": "gallery",
-    "Identification": "gallery",
-    "Match": "gallery",
-    "Neighbour": "gallery",
+    "Identification": "results",
+    "Match": "results",
+    "Neighbour": "results",
+    "LiveIndex": "live_index",
+    "SQLiteStore": "sqlite_store",
     "open_gallery": "binding",
     "check_gallery": "binding",
     "gallery_metadata": "binding",

@@ -8,11 +8,13 @@ backends and export formats), so embeddings from different spaces never mix. ``s
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 
 from spkid.errors import GalleryError
 from spkid.search.gallery import Gallery
+from spkid.search.sqlite_store import is_store_path
 from spkid.search.storage import canonical_json, gallery_paths
 
 __all__ = ["CHECKED_KEYS", "fingerprint", "gallery_metadata", "check_gallery", "open_gallery"]
@@ -69,12 +71,19 @@ def check_gallery(gallery: Gallery, meta: dict, path) -> list[str]:
             for key in (*CHECKED_KEYS, "fingerprint") if key not in made]
 
 
-def open_gallery(path, embedder, model_path, *, create: bool):
-    """(gallery, its json path, notes): the gallery at ``path`` checked against the model; a new empty one
-    (with the model's metadata) when it does not exist and ``create``; GalleryError otherwise."""
-    jpath, _ = gallery_paths(path)
+def open_gallery(path, embedder, model_path, *, create: bool, index: str = "auto"):
+    """(gallery, its path, notes): the gallery at ``path`` checked against the model; a new empty one (with
+    the model's metadata) when it does not exist and ``create``; GalleryError otherwise. A ``.db`` path is a
+    SQLite gallery (:meth:`Gallery.open`: changes are written through), any other the npz + json pair."""
     meta = gallery_metadata(embedder, model_path)
+    if is_store_path(path):
+        p = Path(path)
+        if not create and not p.exists():
+            raise GalleryError("no such gallery database", path=p)
+        gallery = Gallery.open(p, metadata=meta, create=create, index=index)
+        return gallery, p, check_gallery(gallery, meta, p)
+    jpath, _ = gallery_paths(path)
     if create and not jpath.exists():
-        return Gallery(metadata=meta), jpath, []
-    gallery = Gallery.load(jpath)
+        return Gallery(metadata=meta, index=index), jpath, []
+    gallery = Gallery.load(jpath, index=index)
     return gallery, jpath, check_gallery(gallery, meta, jpath)

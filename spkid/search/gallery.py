@@ -7,12 +7,18 @@ lists the closest enrolment utterances, and answers *unknown* when the best scor
 threshold (open-set identification). :meth:`Gallery.pick_threshold` chooses that threshold at the
 equal-error-rate point of a labelled set.
 
-On disk a gallery is a ``NAME.npz`` + ``NAME.json`` pair (:mod:`spkid.search.storage`); binding it to
-the model that made its embeddings is :mod:`spkid.search.binding`.
+In memory the contents live in a :class:`~spkid.search.live_index.LiveIndex`, updated incrementally (an
+enrolment appends, a removal marks dead) and searched exactly or approximately (``index``: ``"auto"``,
+``"exact"``, ``"speakers"``, ``"pq"``; ``auto`` is exact on small galleries).
+
+On disk a gallery is either a SQLite database (``G.db``, :mod:`spkid.search.sqlite_store`): opened with
+:meth:`Gallery.open`, every :meth:`~Gallery.enroll` / :meth:`~Gallery.enroll_many` / :meth:`~Gallery.remove`
+is a durable transaction when it returns, and each read catches up with other processes' commits -- or the
+older ``NAME.npz`` + ``NAME.json`` pair (:mod:`spkid.search.storage`) written whole by :meth:`~Gallery.save`.
+Binding a gallery to the model that made its embeddings is :mod:`spkid.search.binding`.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -21,136 +27,165 @@ import numpy as np
 
 from spkid.errors import GalleryError
 from spkid.metrics import compute_eer
-from spkid.search.index import SpeakerIndex, as_embeddings, l2_normalize
+from spkid.search.index import as_embeddings, l2_normalize
+from spkid.search.live_index import LiveIndex
+from spkid.search.results import Identification, Match, Neighbour
+from spkid.search.sqlite_store import SQLiteStore, is_store_path
 from spkid.search.storage import canonical_json, gallery_paths, read_gallery, write_gallery
 
-__all__ = ["Gallery", "Identification", "Match", "Neighbour", "UNKNOWN"]
-
-UNKNOWN = "unknown"
-
-
-@dataclasses.dataclass(frozen=True)
-class Match:
-    """A speaker and its cosine similarity to the query (to the speaker's centroid)."""
-
-    speaker: str
-    score: float
-
-    def to_dict(self) -> dict:
-        """``{"speaker", "score"}``, JSON-ready."""
-        return {"speaker": self.speaker, "score": self.score}
-
-
-@dataclasses.dataclass(frozen=True)
-class Neighbour:
-    """An enrolment utterance close to the query: its speaker, id and cosine similarity."""
-
-    speaker: str
-    utterance: str
-    score: float
-
-    def to_dict(self) -> dict:
-        """``{"speaker", "utterance", "score"}``, JSON-ready."""
-        return {"speaker": self.speaker, "utterance": self.utterance, "score": self.score}
-
-
-@dataclasses.dataclass(frozen=True)
-class Identification:
-    """The answer for one query.
-
-    ``speaker`` is the best-scoring enrolled speaker, or ``None`` when ``score`` (its similarity) is
-    below the threshold; ``candidates`` are the top-k speakers and ``neighbours`` the top-k
-    enrolment utterances, best first.
-    """
-
-    speaker: str | None
-    score: float
-    candidates: tuple[Match, ...]
-    neighbours: tuple[Neighbour, ...]
-    threshold: float | None = None
-
-    @property
-    def is_unknown(self) -> bool:
-        return self.speaker is None
-
-    @property
-    def label(self) -> str:
-        """The speaker's name, or ``"unknown"``."""
-        return UNKNOWN if self.speaker is None else self.speaker
-
-    def to_dict(self) -> dict:
-        """The JSON form of ``spkid identify --json`` results and of the service's ``/identify``:
-        ``{"speaker": name or "unknown", "score", "unknown", "threshold", "candidates": [{"speaker",
-        "score"}], "neighbours": [{"speaker", "utterance", "score"}]}``."""
-        return {"speaker": self.label, "score": self.score, "unknown": self.is_unknown,
-                "threshold": self.threshold, "candidates": [m.to_dict() for m in self.candidates],
-                "neighbours": [n.to_dict() for n in self.neighbours]}
+__all__ = ["Gallery"]
 
 
 class Gallery:
     """Enrolled speakers and their utterance embeddings.
 
-    ``metadata``: a JSON-serialisable dict describing how the embeddings were made (model,
-    checkpoint, feature config, ...); stored with the gallery and checked on :meth:`load`.
-    ``threshold``: the default open-set threshold of :meth:`identify` (``None``: closed set).
+    ``metadata``: a JSON-serialisable dict of how the embeddings were made (model, features, ...), stored
+    and checked on :meth:`load`. ``threshold``: the default open-set threshold of :meth:`identify` (``None``:
+    closed set; on a database-backed gallery, setting it is stored at once). ``index``: how :meth:`identify`
+    searches (:mod:`spkid.search.live_index`): ``"auto"``, ``"exact"``, ``"speakers"`` or ``"pq"``.
     """
 
-    def __init__(self, metadata: Mapping[str, Any] | None = None, threshold: float | None = None):
+    def __init__(self, metadata: Mapping[str, Any] | None = None, threshold: float | None = None,
+                 index: str = "auto"):
         self.metadata = dict(metadata or {})
-        self.threshold = threshold
-        self._emb: dict[str, np.ndarray] = {}
-        self._ids: dict[str, list[str]] = {}
-        self._dim: int | None = None
-        self._index: SpeakerIndex | None = None
+        LiveIndex(1, index)  # validates ``index``
+        self._threshold, self._index_mode = threshold, index
+        self._store: SQLiteStore | None = None
+        self._live: LiveIndex | None = None  # the contents (None while empty)
+        self._seq, self._removals, self._data_version = 0, 0, None  # how far the database has been read
+
+    # ------------------------------------------------------------------ database-backed galleries
+    @classmethod
+    def open(cls, path: str | os.PathLike, *, metadata: Mapping[str, Any] | None = None,
+             threshold: float | None = None, index: str = "auto", create: bool = True,
+             expected_metadata: Mapping[str, Any] | None = None) -> "Gallery":
+        """The gallery stored in the SQLite database ``path`` (created with ``metadata`` and ``threshold``
+        when missing and ``create``); changes are written through, durable when each call returns."""
+        store = SQLiteStore(path, create=create, metadata=metadata, threshold=threshold)
+        header = store.header()
+        gallery = cls(header["metadata"], header["threshold"], index=index)
+        gallery._store = store
+        gallery._catch_up()
+        gallery._check_metadata(expected_metadata, store.path)
+        return gallery
+
+    @property
+    def storage_path(self) -> Path | None:
+        """The database this gallery writes through to (``None``: in memory, saved with :meth:`save`)."""
+        return None if self._store is None else self._store.path
+
+    def refresh(self) -> "Gallery":
+        """Catch up with what other processes committed to the database (cheap when nothing did)."""
+        if self._store is not None and self._store.data_version() != self._data_version:
+            self._catch_up()
+        return self
+
+    def _catch_up(self) -> None:
+        store = self._store
+        header = store.header()
+        self._threshold = header["threshold"]
+        replaced = header["removals"] != self._removals
+        if replaced:
+            keep = store.names()
+            for name in [s for s in self.speakers if s not in keep]:
+                self._drop(name)
+            self._removals = header["removals"]
+        if header["seq"] != self._seq:
+            if self._live is None and header["dim"] is not None:  # opening: everything at once
+                names, counts, rows, ids, sums = store.read_all(header["dim"])
+                if names:
+                    self._live = LiveIndex(header["dim"], self._index_mode)
+                    self._live.add_bulk(names, counts, rows, ids, sums)
+            else:
+                for name, x, ids, _ in store.rows_since(self._seq, header["dim"]):
+                    old = self._live.row_count(name) if name in self else 0
+                    if old and (replaced or self.utterance_ids(name) != ids[:old]):
+                        self._drop(name)
+                        old = 0
+                    if len(ids) > old:
+                        self._add(name, x[old:], ids[old:], header["dim"])
+            self._seq = header["seq"]
+        self._data_version = store.data_version()
+
+    def close(self) -> None:
+        """Close the database connection (a database-backed gallery is unusable afterwards)."""
+        if self._store is not None:
+            self._store.close()
+
+    @property
+    def threshold(self) -> float | None:
+        return self._threshold
+
+    @threshold.setter
+    def threshold(self, value: float | None) -> None:
+        if self._store is not None:
+            self._store.set_threshold(value)
+        self._threshold = value
+
+    @property
+    def index(self) -> str:
+        """The search mode asked for (``"auto"`` ...); :meth:`search_mode` says which one runs now."""
+        return self._index_mode
+
+    @index.setter
+    def index(self, mode: str) -> None:
+        LiveIndex(1, mode)  # validates
+        self._index_mode = mode
+        if self._live is not None:
+            self._live.mode = mode
+
+    def search_mode(self) -> str:
+        """The search :meth:`identify` runs at the gallery's present size (``auto`` resolved)."""
+        return "exact" if self._live is None else self._live.effective_mode()
 
     # ------------------------------------------------------------------ contents
     @property
     def speakers(self) -> list[str]:
         """Enrolled speaker names, sorted."""
-        return sorted(self._emb)
+        return sorted(self._live.slot_of) if self._live is not None else []
 
     @property
     def dim(self) -> int | None:
         """Embedding dimension (``None`` while empty)."""
-        return self._dim
+        return None if self._live is None else self._live.dim
 
     def __len__(self) -> int:
-        return len(self._emb)
+        return 0 if self._live is None else len(self._live.slot_of)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._emb
+        return self._live is not None and name in self._live.slot_of
 
     def n_utterances(self, name: str | None = None) -> int:
         """Enrolment utterances of one speaker, or of all."""
         if name is None:
-            return sum(len(v) for v in self._ids.values())
-        return len(self._ids[self._check_name(name, enrolled=True)])
+            return 0 if self._live is None else self._live.n_rows - self._live.n_dead_rows
+        return self._live.row_count(self._check_name(name, enrolled=True))
 
     def utterance_ids(self, name: str) -> list[str]:
-        return list(self._ids[self._check_name(name, enrolled=True)])
+        live = self._live
+        return [live.row_ids[i] for i in live.slot_rows[live.slot_of[self._check_name(name, enrolled=True)]]]
 
     def embeddings(self, name: str) -> np.ndarray:
         """(n, D) float32 normalised enrolment embeddings of ``name``."""
-        return self._emb[self._check_name(name, enrolled=True)].copy()
+        live = self._live
+        return live.rows[live.slot_rows[live.slot_of[self._check_name(name, enrolled=True)]]]
 
     def centroids(self) -> np.ndarray:
         """(S, D) float32 mean normalised embedding of each speaker, rows in ``speakers`` order."""
-        if not self._emb:
+        if not len(self):
             raise GalleryError("the gallery is empty; enroll speakers first")
-        return np.stack([self._emb[s].mean(axis=0, dtype=np.float64) for s in self.speakers]).astype(
-            np.float32
-        )
+        return np.stack([self._live.centroid(s) for s in self.speakers])
 
     def _check_name(self, name: object, enrolled: bool = False) -> str:
         if not isinstance(name, str) or not name.strip():
             raise GalleryError(f"speaker names must be non-empty strings, got {name!r}")
-        if enrolled and name not in self._emb:
+        if enrolled and name not in self:
             raise GalleryError(f"speaker {name!r} is not enrolled (enrolled: {len(self)} speakers)")
         return name
 
     def _as_embeddings(self, x, what: str) -> np.ndarray:
         try:
-            return as_embeddings(x, what, self._dim)
+            return as_embeddings(x, what, self.dim)
         except ValueError as exc:
             raise GalleryError(str(exc)) from None
 
@@ -161,11 +196,34 @@ class Gallery:
         ``ids`` (n,) names the utterances (e.g. their paths; default ``"NAME#i"``); ids must be
         unique per speaker. Returns ``self``.
         """
+        return self._write([(name, embeddings, ids)])
+
+    def enroll_many(self, names: Sequence[str], embeddings, ids: Sequence[str] | None = None) -> "Gallery":
+        """Enrol many utterances at once, one speaker name per row of ``embeddings`` (n, D), in one
+        transaction (all or nothing); ``ids`` (n,) optional utterance ids. Returns ``self``."""
+        x = self._as_embeddings(embeddings, "embeddings")
+        names = [self._check_name(n) for n in names]
+        if len(names) != x.shape[0] or (ids is not None and len(ids) != x.shape[0]):
+            raise GalleryError(f"enroll_many needs one name (and id) per row: {len(names)} names, "
+                               f"{'no' if ids is None else len(ids)} ids for {x.shape[0]} rows")
+        order: dict[str, list[int]] = {}
+        for i, n in enumerate(names):
+            order.setdefault(n, []).append(i)
+        return self._write([(n, x[rows], None if ids is None else [ids[i] for i in rows])
+                            for n, rows in order.items()])
+
+    def _prepare(self, name, embeddings, ids, dim) -> tuple[str, np.ndarray, list[str]]:
         name = self._check_name(name)
-        x = l2_normalize(self._as_embeddings(embeddings, f"embeddings of {name!r}"))
+        try:
+            x = as_embeddings(embeddings, f"embeddings of {name!r}", dim)
+        except ValueError as exc:
+            raise GalleryError(str(exc)) from None
+        norm = np.linalg.norm(x, axis=1)
+        if not (np.abs(norm - 1) < 1e-6).all():  # unit rows stay bit for bit (a converted gallery is a copy)
+            x = l2_normalize(x)
         if not (np.linalg.norm(x, axis=1) > 0).all():
             raise GalleryError(f"embeddings of {name!r} contain an all-zero row")
-        old = self._ids.get(name, [])
+        old = self.utterance_ids(name) if name in self else []
         if ids is None:
             ids = [f"{name}#{len(old) + i}" for i in range(x.shape[0])]
         ids = [str(i) for i in ids]
@@ -174,33 +232,64 @@ class Gallery:
         dup = sorted(set(old) & set(ids)) or sorted({i for i in ids if ids.count(i) > 1})
         if dup:
             raise GalleryError(f"utterance id(s) {dup[:3]} already enrolled for {name!r}")
-        self._emb[name] = np.concatenate([self._emb[name], x]) if name in self._emb else x
-        self._ids[name] = old + ids
-        self._dim = x.shape[1]
-        self._index = None
+        return name, x, ids
+
+    def _prepare_all(self, groups) -> list[tuple[str, np.ndarray, list[str]]]:
+        prepared = []
+        for name, emb, ids in groups:
+            prepared.append(self._prepare(name, emb, ids, self.dim or (prepared[0][1].shape[1] if prepared else None)))
+        return prepared
+
+    def _write(self, groups) -> "Gallery":
+        if self._store is None:
+            for name, x, ids in self._prepare_all(groups):
+                self._add(name, x, ids, x.shape[1])
+            return self
+        with self._store.transaction():
+            self._catch_up()  # under the write lock: the database's state, others' commits included
+            prepared = self._prepare_all(groups)
+            seq = self._store.begin_write(prepared[0][1].shape[1])
+            for name, x, ids in prepared:
+                sums = x.sum(axis=0, dtype=np.float64)
+                if name in self:
+                    self._store.put(name, np.concatenate([self.embeddings(name), x]), self.utterance_ids(name) + ids,
+                                    self._live.slot_sum_of(name) + sums, seq)
+                else:
+                    self._store.put(name, x, ids, sums, seq)
+        for name, x, ids in prepared:
+            self._add(name, x, ids, x.shape[1])
+        self._seq = seq
         return self
 
+    def _add(self, name: str, x: np.ndarray, ids: list[str], dim: int) -> None:
+        if self._live is None:
+            self._live = LiveIndex(dim, self._index_mode)
+        self._live.add(name, x, list(ids))
+
+    def _drop(self, name: str) -> None:
+        self._live.remove(name)
+        if not self._live.slot_of:
+            self._live = None
+
     def remove(self, name: str) -> None:
-        """Forget speaker ``name`` and all their utterances."""
-        self._check_name(name, enrolled=True)
-        del self._emb[name], self._ids[name]
-        if not self._emb:
-            self._dim = None
-        self._index = None
+        """Forget speaker ``name`` and all their utterances; on a database-backed gallery the row is
+        deleted (its bytes overwritten) and the write-ahead log truncated before this returns."""
+        if self._store is None:
+            self._drop(self._check_name(name, enrolled=True))
+            return
+        with self._store.transaction():
+            self._catch_up()
+            self._check_name(name, enrolled=True)
+            seq = self._store.delete(name)
+        self._drop(name)
+        self._seq, self._removals = seq, self._removals + 1
+        self._store.truncate_log()
 
     # ------------------------------------------------------------------ identification
-    def _utterance_index(self) -> SpeakerIndex:
-        if self._index is None:
-            names = self.speakers
-            x = np.concatenate([self._emb[s] for s in names])
-            labels = np.concatenate([np.full(len(self._ids[s]), s, dtype=object) for s in names])
-            ids = np.array([u for s in names for u in self._ids[s]], dtype=object)
-            self._index = SpeakerIndex(metric="cosine").fit(x, labels, ids=ids)
-        return self._index
-
     def centroid_scores(self, embeddings) -> np.ndarray:
         """(Q, S) cosine similarity of each query to each speaker's centroid (``speakers`` order)."""
-        if not self._emb:
+        self.refresh()
+        if not len(self):
             raise GalleryError("the gallery is empty; enroll speakers first")
         q = l2_normalize(self._as_embeddings(embeddings, "queries"))
         return q @ l2_normalize(self.centroids()).T
@@ -211,27 +300,26 @@ class Gallery:
         Speakers are ranked by cosine similarity to their centroid; ``top_k`` speakers and the
         ``top_k`` closest enrolment utterances are listed (fewer if the gallery is smaller). The
         answer is *unknown* (``speaker=None``) when the best similarity is below ``threshold``
-        (default: the gallery's ``threshold``; ``None`` means closed set: always answer).
+        (default: the gallery's ``threshold``; ``None`` means closed set: always answer). The search
+        is the gallery's ``index`` (:meth:`search_mode`); scores are exact in every mode.
         """
         if not isinstance(top_k, int) or top_k < 1:
             raise GalleryError(f"top_k must be a positive int, got {top_k!r}")
+        self.refresh()
+        if not len(self):
+            raise GalleryError("the gallery is empty; enroll speakers first")
         threshold = self.threshold if threshold is None else threshold
-        scores = self.centroid_scores(embeddings)
-        names = self.speakers
-        order = np.argsort(-scores, axis=1, kind="stable")[:, :top_k]
-        index = self._utterance_index()
-        sims, idx = index.kneighbors(embeddings, min(top_k, len(index.ids_)))
+        q = l2_normalize(self._as_embeddings(embeddings, "queries"))
+        live = self._live
+        slots, s_sc, rows, r_sc = live.search(q, top_k)
         out = []
-        for qi in range(scores.shape[0]):
-            cands = tuple(Match(names[j], float(scores[qi, j])) for j in order[qi])
-            neigh = tuple(
-                Neighbour(str(index.labels_[j]), str(index.ids_[j]), float(s))
-                for s, j in zip(sims[qi], idx[qi])
-            )
+        for qi in range(q.shape[0]):
+            cands = tuple(Match(live.slot_names[j], float(s)) for j, s in zip(slots[qi].tolist(), s_sc[qi]) if j >= 0)
+            neigh = tuple(Neighbour(live.slot_names[live.row_slot[j]], live.row_ids[j], float(s))
+                          for j, s in zip(rows[qi].tolist(), r_sc[qi]) if j >= 0)
             best = cands[0]
             rejected = threshold is not None and best.score < threshold
-            out.append(Identification(None if rejected else best.speaker, best.score, cands, neigh,
-                                      threshold))
+            out.append(Identification(None if rejected else best.speaker, best.score, cands, neigh, threshold))
         return out
 
     def trial_scores(self, embeddings, speakers: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -260,33 +348,53 @@ class Gallery:
         self.threshold = float(thr)
         return self.threshold, eer
 
-    # ------------------------------------------------------------------ persistence
+    # ------------------------------------------------------------------ files
     def save(self, path: str | os.PathLike) -> Path:
-        """Write ``NAME.npz`` then ``NAME.json`` atomically (:func:`~spkid.search.storage.write_gallery`);
-        returns the json path."""
+        """Write the gallery to ``path``: a new SQLite database when ``path`` ends in ``.db`` (refused if it
+        exists, unless it is this gallery's own, which is always saved), else ``NAME.npz`` then
+        ``NAME.json`` atomically (:func:`~spkid.search.storage.write_gallery`). Returns the path written."""
         names = self.speakers
+        if is_store_path(path):
+            if self._store is not None and Path(path).resolve() == self._store.path.resolve():
+                return self._store.path
+            if Path(path).exists():
+                raise GalleryError("refusing to overwrite an existing gallery database", path=path)
+            target = Gallery.open(path, metadata=self.metadata, threshold=self.threshold, index="exact")
+            if names:
+                target.enroll_many([s for s in names for _ in range(self.n_utterances(s))],
+                                   np.concatenate([self.embeddings(s) for s in names]),
+                                   [u for s in names for u in self.utterance_ids(s)])
+            target.close()
+            return Path(path)
         if not names:
             raise GalleryError("refusing to save an empty gallery", path=gallery_paths(path)[0])
-        return write_gallery(path, [(s, self._emb[s], self._ids[s]) for s in names], self.centroids(),
+        return write_gallery(path, [(s, self.embeddings(s), self.utterance_ids(s)) for s in names], self.centroids(),
                              self.threshold, self.metadata)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, expected_metadata: Mapping[str, Any] | None = None) -> "Gallery":
-        """Read a gallery written by :meth:`save`, checking everything
-        (:func:`~spkid.search.storage.read_gallery`).
+    def load(cls, path: str | os.PathLike, expected_metadata: Mapping[str, Any] | None = None,
+             index: str = "auto") -> "Gallery":
+        """Read a gallery written by :meth:`save`, checking everything (a ``.db`` path is opened with
+        :meth:`open`, the npz + json pair read with :func:`~spkid.search.storage.read_gallery`).
 
         ``expected_metadata``: keys whose stored values must match (e.g. the model and feature
         config of the embedder about to be used); a mismatch raises GalleryError showing both.
         """
+        if is_store_path(path):
+            return cls.open(path, create=False, expected_metadata=expected_metadata, index=index)
         jpath, header, speakers = read_gallery(path)
-        gallery = cls(header["metadata"], header["threshold"])
-        for name, emb, ids in speakers:
-            gallery._emb[name], gallery._ids[name] = emb, ids
-        gallery._dim = header["dim"]
-        for key, want in (expected_metadata or {}).items():
-            have = gallery.metadata.get(key, "<missing>")
-            if canonical_json(have) != canonical_json(want):
-                raise GalleryError(
-                    f"metadata {key!r} mismatch: gallery has {have!r}, expected {want!r}", path=jpath
-                )
+        gallery = cls(header["metadata"], header["threshold"], index=index)
+        if speakers:
+            gallery._live = LiveIndex(header["dim"], index)
+            counts = np.array([len(i) for _, _, i in speakers], np.int64)
+            rows = np.zeros((int(counts.sum()) + max(int(counts.sum()) // 4, 1024), header["dim"]), np.float32)
+            rows[: counts.sum()] = np.concatenate([e for _, e, _ in speakers])
+            gallery._live.add_bulk([s for s, _, _ in speakers], counts, rows, [u for _, _, i in speakers for u in i])
+        gallery._check_metadata(expected_metadata, jpath)
         return gallery
+
+    def _check_metadata(self, expected: Mapping[str, Any] | None, path) -> None:
+        for key, want in (expected or {}).items():
+            have = self.metadata.get(key, "<missing>")
+            if canonical_json(have) != canonical_json(want):
+                raise GalleryError(f"metadata {key!r} mismatch: gallery has {have!r}, expected {want!r}", path=path)

@@ -212,7 +212,7 @@ def test_real_server_on_loopback(tmp_path, monkeypatch):
         box["server"] = server
         ready.set()
 
-    t = threading.Thread(target=serve, args=("stub", tmp_path / "g"), kwargs={"port": 0, "ready": on_ready},
+    t = threading.Thread(target=serve, args=("stub", tmp_path / "g"), kwargs={"port": 0, "ready": on_ready, "server": "werkzeug"},
                          daemon=True)
     t.start()
     assert ready.wait(30)

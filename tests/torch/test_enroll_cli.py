@@ -110,3 +110,19 @@ def test_missing_gallery_and_usage_errors(run, fsdd_dir, tmp_path, capsys):
     assert "give a speaker NAME" in capsys.readouterr().err
     assert enroll(run, tmp_path / "g", "--from-dir", tmp_path / "absent") == 2
     assert "not a directory" in capsys.readouterr().err
+
+
+def test_a_sqlite_gallery_through_the_commands(run, fsdd_dir, tmp_path, capsys):
+    """G.db: each enrolment written through (no save step), the same answers as the npz pair, any --index."""
+    db, pair = tmp_path / "g.db", tmp_path / "pair"
+    for s in ("george", "theo", "lucas"):
+        files = es.fsdd_files(fsdd_dir, s, [20])[:3]
+        assert enroll(run, db, s, *files) == 0 and enroll(run, pair, s, *files) == 0
+    assert not (tmp_path / "g.db.json").exists()
+    clips = [fsdd_dir / "1_george_30.wav", fsdd_dir / "1_theo_30.wav", fsdd_dir / "1_lucas_30.wav"]
+    want = es.identify_json(capsys, run, pair, clips)["results"]
+    for index in ("auto", "exact", "speakers", "pq"):
+        got = es.identify_json(capsys, run, db, clips, "--index", index)["results"]
+        assert [r["candidates"] for r in got] == [r["candidates"] for r in want]
+    assert main(["gallery", "remove", "--gallery", str(db), "theo"]) == 0
+    assert [r["speaker"] for r in es.identify_json(capsys, run, db, clips[1:2])["results"]] != ["theo"]

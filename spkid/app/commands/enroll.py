@@ -1,11 +1,14 @@
 """``spkid enroll --model CKPT_OR_ONNX --gallery G NAME FILE [FILE...]`` | ``--from-dir DIR``.
 
 Embeds each recording with the model (a run directory or checkpoint of either backend, or an exported
-``.onnx``) and enrols it under NAME in the :class:`~spkid.search.gallery.Gallery` ``G`` (``G.json`` + ``G.npz``,
-created when missing; enrolling an existing NAME again adds utterances and updates its centroid). With
+``.onnx``) and enrols it under NAME in the :class:`~spkid.search.gallery.Gallery` ``G``, created when missing:
+``G.db`` is a SQLite gallery, where each speaker's enrolment is a durable transaction of its own; any other
+name the older ``G.json`` + ``G.npz`` pair, written whole at the end. Enrolling an existing NAME again adds
+utterances and updates its centroid. With
 ``--from-dir DIR`` every sub-folder of DIR is a speaker and all audio below it is enrolled. Unreadable
 files are reported and skipped; the exit status is 1 only when nothing could be enrolled. Concurrent
-enrolments into one gallery take turns (a ``G.json.lock`` file beside it), so none is lost.
+enrolments into one gallery take turns (SQLite's write lock, or a ``G.json.lock`` file beside the pair), so
+none is lost.
 
 The gallery records how its embeddings were made (model name, spec, feature config and a *fingerprint*:
 the model's unit embedding of a fixed pseudo-random input, which identifies the trained weights across
@@ -62,11 +65,14 @@ def speakers_to_enroll(args: argparse.Namespace) -> dict[str, list[str]]:
 def run(args: argparse.Namespace) -> int:
     from filelock import FileLock
 
-    from spkid.search.storage import gallery_paths
     from spkid.inference.embedder import load_embedder
+    from spkid.search.sqlite_store import is_store_path
+    from spkid.search.storage import gallery_paths
 
     jobs = speakers_to_enroll(args)
     embedder = load_embedder(args.model)
+    if is_store_path(args.gallery):  # SQLite: each enrolment is its own transaction, no file lock needed
+        return enroll_into(args.gallery, jobs, embedder, args)
     jpath, _ = gallery_paths(args.gallery)
     jpath.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(f"{jpath}.lock"):  # concurrent enrolments into one gallery take turns: no lost updates
@@ -78,7 +84,7 @@ def enroll_into(jpath, jobs: dict[str, list[str]], embedder, args: argparse.Name
     from spkid.search.binding import open_gallery
     from spkid.inference.embedder import embed_files
 
-    gallery, jpath, notes = open_gallery(jpath, embedder, args.model, create=True)
+    gallery, jpath, notes = open_gallery(jpath, embedder, args.model, create=True, index=args.index)
     for note in notes:
         print(f"note: {note}")
     failed: list[tuple[str, str]] = []
@@ -105,7 +111,8 @@ def enroll_into(jpath, jobs: dict[str, list[str]], embedder, args: argparse.Name
     if not added:
         print(f"nothing enrolled ({len(failed)} file(s) skipped); {jpath} left unchanged")
         return 1
-    gallery.save(jpath)
+    if gallery.storage_path is None:  # the npz + json pair is written whole; a database already has it all
+        gallery.save(jpath)
     print(f"enrolled {added} file(s), skipped {len(failed)}; gallery {jpath}: {len(gallery)} speaker(s), "
           f"{gallery.n_utterances()} utterance(s), threshold {gallery.threshold}")
     return 0

@@ -1,4 +1,4 @@
-"""``spkid identify --model CKPT_OR_ONNX --gallery G CLIP [CLIP...] [--top-k 5] [--threshold X] [--json]``.
+"""``spkid identify --model CKPT_OR_ONNX --gallery G CLIP [CLIP...] [--top-k 5] [--threshold X] [--json] [--index auto]``.
 
 For each clip: the ``top-k`` enrolled speakers ranked by cosine similarity to their centroid, the ``top-k``
 closest enrolled utterances, and the answer -- the best speaker, or ``unknown`` when its score is below
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise ConfigError(f"--top-k must be at least 1, got {args.top_k}")
     embedder = load_embedder(args.model)
-    gallery, jpath, notes = open_gallery(args.gallery, embedder, args.model, create=False)
+    gallery, jpath, notes = open_gallery(args.gallery, embedder, args.model, create=False, index=args.index)
     emb, ok, failed = embed_files(args.clips, embedder, progress=not args.no_progress)
     answers = gallery.identify(emb, top_k=args.top_k, threshold=args.threshold) if ok else []
     if args.json:
