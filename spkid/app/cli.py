@@ -28,6 +28,7 @@ COMMANDS = [
     "embed",
     "enroll",
     "identify",
+    "verify",
     "export",
     "serve",
 ]
