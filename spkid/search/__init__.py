@@ -1,5 +1,6 @@
 """Embeddings to names: k-nearest-neighbour speaker search (``index``) and enrolment galleries
-(``gallery``; their file format in ``storage``, their binding to a model in ``binding``).
+(``gallery``; their file format in ``storage``, their binding to a model in ``binding``); verification
+trial lists (``trials``) and their scoring and normalisation (``scoring``); who speaks when (``timeline``).
 
 Public names are imported lazily: ``import spkid.search`` stays cheap.
 """
@@ -20,6 +21,21 @@ _LAZY = {
     "check_gallery": "binding",
     "gallery_metadata": "binding",
     "fingerprint": "binding",
+    "TrialList": "trials",
+    "read_trials": "trials",
+    "parse_trials": "trials",
+    "write_scores": "trials",
+    "read_scores": "trials",
+    "cosine_trials": "scoring",
+    "cohort_stats": "scoring",
+    "s_norm": "scoring",
+    "normalize_trials": "scoring",
+    "score_trial_list": "scoring",
+    "Calibration": "scoring",
+    "TimelineConfig": "timeline",
+    "Segment": "timeline",
+    "timeline": "timeline",
+    "timeline_of_file": "timeline",
 }
 
 __all__ = list(_LAZY)

@@ -27,7 +27,7 @@ import numpy as np
 from spkid.errors import TrialsError
 from spkid.fileio import atomic_write_text, read_file_bytes
 
-__all__ = ["TrialList", "read_trials", "write_scores", "read_scores"]
+__all__ = ["TrialList", "parse_trials", "read_trials", "write_scores", "read_scores"]
 
 _LABELS = {"1": 1, "0": 0, "target": 1, "nontarget": 0, "non-target": 0, "true": 1, "false": 0,
            "tgt": 1, "imp": 0, "impostor": 0}
