@@ -10,11 +10,13 @@ unsupervised calibration", SLT 2014, with the clustering replaced by scoring aga
    window is one window), each embedded (the caller's ``embed`` function: waveforms in, (N, D) out, so this
    module needs no backend) and scored against the gallery's centroids (cosine);
 3. each ``step`` -second cell of the region gets the mean score of the windows covering it, per speaker;
-4. smoothing: a Viterbi path through states {enrolled speakers, unknown} maximising the sum of cell scores
-   (times ``step``) minus ``switch_cost`` per change of state (an HMM with a uniform switch penalty);
-   *unknown* scores the open-set threshold, so it wins where every speaker is below it; then runs shorter
-   than ``min_segment`` seconds join their better-scoring neighbour;
-5. segments are the runs of one state; silence between regions is covered by no segment.
+4. smoothing: a Viterbi path through the enrolled speakers maximising the sum of cell scores (times
+   ``step``) minus ``switch_cost`` per change of speaker (an HMM with a uniform switch penalty); then runs
+   shorter than ``min_segment`` seconds join their better-scoring neighbour;
+5. open set: a run whose mean score for its speaker is below the threshold is *unknown* (decided once per
+   run, on all its evidence, like one identification of that stretch -- not cell by cell, where the best of
+   many speakers at each instant would too often beat the threshold); adjacent unknown runs fuse;
+6. segments are the runs; silence between regions is covered by no segment.
 """
 from __future__ import annotations
 
@@ -142,18 +144,22 @@ def label_region(region: SpeechRegion, sr: int, embed: Embed, centroids: np.ndar
         centres[:, None] < np.array([b for _, b in spans])[None, :])
     cover[cover.sum(axis=1) == 0, -1] = True  # a cell past the last window's end (rounding)
     cell = (cover.astype(np.float64) @ scores) / cover.sum(axis=1, keepdims=True)  # (N, S)
-    unknown = -np.inf if threshold is None else float(threshold)
-    reward = np.concatenate([cell, np.full((n_cells, 1), unknown)], axis=1)
-    finite = np.where(np.isfinite(reward), reward, -1e9) * config.step
-    runs = _runs(_viterbi(finite, config.switch_cost))
-    runs = _merge_short(runs, finite, int(round(config.min_segment / config.step)))
-    out = []
+    reward = cell * config.step
+    runs = _runs(_viterbi(reward, config.switch_cost))
+    runs = _merge_short(runs, reward, int(round(config.min_segment / config.step)))
+    out: list[Segment] = []
     for state, a, b in runs:
         start, end = region.start + a * config.step, min(region.start + b * config.step, region.end)
-        if state == len(speakers):
-            out.append(Segment(start, end, None, float(cell[a:b].max(axis=1).mean())))
+        score = float(cell[a:b, state].mean())
+        if threshold is not None and score < threshold:  # open set: the segment's own score decides
+            if out and out[-1].speaker is None and abs(out[-1].end - start) < 1e-9:  # fuse with an unknown
+                prev = out.pop()
+                w0, w1 = prev.end - prev.start, end - start
+                score = (prev.score * w0 + score * w1) / (w0 + w1)
+                start = prev.start
+            out.append(Segment(start, end, None, score))
         else:
-            out.append(Segment(start, end, speakers[state], float(cell[a:b, state].mean())))
+            out.append(Segment(start, end, speakers[state], score))
     return out
 
 
