@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--calibration and --fit-calibration exclude each other")
     from spkid.metrics import compute_eer, compute_min_dcf, det_curve
     from spkid.search.scoring import Calibration, score_trial_list
-    from spkid.search.trials import read_trials, write_scores
+    from spkid.search.trials import read_scores, read_trials, write_scores
 
     trials = read_trials(args.trials)
     where = trials.resolve(args.root)
@@ -93,14 +93,14 @@ def run(args: argparse.Namespace) -> int:
     elif args.top_n is not None:
         raise ConfigError("--top-n needs --cohort")
     names = list(where)
-    emb, ok, failed = embed_files([where[n] for n in names], embedder, progress=not args.no_progress,
-                                  batch_files=args.batch_files)
-    back = {str(where[n]): n for n in names}
-    embedded = {back[p]: e for p, e in zip(ok, emb)}
+    files = list(dict.fromkeys(str(f) for f in where.values()))  # two spellings of one file: embedded once
+    emb, ok, failed = embed_files(files, embedder, progress=not args.no_progress, batch_files=args.batch_files)
+    row = {p: e for p, e in zip(ok, emb)}
+    embedded = {n: row[str(where[n])] for n in names if str(where[n]) in row}
     for path, why in failed:
         print(f"skipped {path}: {why}")
     kept, scores = score_trial_list(trials, embedded, cohort, args.top_n)
-    print(f"{len(names)} files ({len(failed)} unreadable), {len(kept)} of {len(trials)} trials scored"
+    print(f"{len(files)} files ({len(failed)} unreadable), {len(kept)} of {len(trials)} trials scored"
           + (f", S-norm{' top-' + str(args.top_n) if args.top_n else ''} over {len(cohort)} cohort embeddings"
              if cohort is not None else ""))
     if not len(kept):
@@ -115,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
     if args.calibration:
         scores = Calibration.load(args.calibration)(scores)
     out = write_scores(args.out, scores, kept.left, kept.right)
+    scores = read_scores(out)[0]  # the figures are those of the file, exactly
     print(f"scores -> {out}")
     if not kept.labelled or target.all() or not target.any():
         print("no EER: the trial list is unlabelled or has only one kind of trial")
