@@ -17,7 +17,8 @@ folds' scores are pooled. S-norm uses the whole cohort, AS-norm each side's ``--
 pieces), so its cohort speakers are not unseen: a closed-world figure, not a VoxCeleb one.
 
 Printed: one row per scoring (trials, targets, EER %, minDCF at p_target 0.01 and 0.05, C_miss = C_fa = 1).
-The last line is ``raw_eer=<percent> snorm_eer=<percent> asnorm_eer=<percent>``.
+``--det PNG`` draws the three DET curves. The last line is ``raw_eer=<percent> snorm_eer=<percent>
+asnorm_eer=<percent>``.
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ from robustness import libri_waves  # noqa: E402
 
 from spkid.features.api import fbank_from_config  # noqa: E402
 from spkid.inference.embedder import load_embedder  # noqa: E402
-from spkid.metrics import compute_eer, compute_min_dcf  # noqa: E402
+from spkid.metrics import compute_eer, compute_min_dcf, det_curve  # noqa: E402
 from spkid.search.scoring import normalize_trials  # noqa: E402
 
 
@@ -89,6 +90,7 @@ def main(argv=None) -> int:
     ap.add_argument("--model", required=True, help="run directory / checkpoint (either backend) or .onnx")
     ap.add_argument("--top-n", type=int, default=100, help="AS-norm cohort size per side (default: 100)")
     ap.add_argument("--window", type=float, default=3.0, help="cohort window in seconds (default: 3)")
+    ap.add_argument("--det", type=Path, metavar="PNG", help="also draw the three DET curves to this PNG")
     ap.add_argument("--data", type=Path, default=DATA)
     args = ap.parse_args(argv)
     root = args.data / "librispeech-251"
@@ -113,6 +115,11 @@ def main(argv=None) -> int:
         eers.append(eer)
         print(f"  {name:<18} {len(s):>8} {int(target.sum()):>7} {100 * eer:7.2f} "
               f"{compute_min_dcf(s, target, 0.01)[0]:11.4f} {compute_min_dcf(s, target, 0.05)[0]:11.4f}")
+    if args.det:
+        from spkid.app.plots import plot_det
+
+        curves = {f"{name} (EER {100 * e:.2f} %)": det_curve(s, target)[:2] for (name, s), e in zip(scores.items(), eers)}
+        print(f"DET plot -> {plot_det(curves, args.det, title='libri251 all-pairs trials')}")
     print("raw_eer={:.2f} snorm_eer={:.2f} asnorm_eer={:.2f}".format(*(100 * e for e in eers)))
     return 0
 

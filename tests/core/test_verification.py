@@ -148,3 +148,13 @@ def test_calibration_gives_llrs(rng, tmp_path):
     assert Calibration.load(cal.save(tmp_path / "cal.json")) == cal
     with pytest.raises(ConfigError, match="target and non-target"):
         Calibration.fit([0.1, 0.2], [True, True])
+
+
+def test_det_plot(tmp_path, rng):
+    from spkid.app.plots import plot_det
+    from tests.output_checks import check_png
+
+    s = np.r_[rng.normal(1, 1, 200), rng.normal(0, 1, 2000)]
+    t = np.r_[np.ones(200, bool), np.zeros(2000, bool)]
+    path = plot_det({"a": det_curve(s, t)[:2], "b": det_curve(-s, t)[:2]}, tmp_path / "det.png", dpi=50)
+    check_png(path, (300, 300))
