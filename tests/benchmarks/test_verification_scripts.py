@@ -51,7 +51,7 @@ def test_timeline_table(libri_run, capsys):
     assert "8 enrolled, 1 tuning and 1 unenrolled speakers" in lines[0], lines[0]
     enrolled, unknown, boundary = map(float, TL_LAST.fullmatch(lines[-1]).groups())
     assert 0.0 <= enrolled <= 100.0 and 0.0 <= unknown <= 100.0 and boundary >= 0.0
-    assert lines[2].split() == ["EER", "threshold", "strict", "threshold"] and len(lines) == 8
+    assert lines[2].split() == ["EER", "threshold", "strict", "threshold"] and len(lines) == 9
     assert lines[3].startswith("  enrolled time labelled right") and f"{enrolled:16.2f}%" in lines[3]
     assert lines[4].startswith("  unenrolled time marked unknown") and f"{unknown:16.2f}%" in lines[4]
     eer_rule, strict_rule = (float(x.rstrip("%")) for x in lines[4].split()[-2:])
