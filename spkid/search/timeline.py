@@ -58,8 +58,9 @@ class TimelineConfig(StrictConfig):
 
 @dataclasses.dataclass(frozen=True)
 class Segment:
-    """``start`` / ``end`` seconds, ``speaker`` (an enrolled name, None for unknown) and ``score`` (the mean
-    cosine of that speaker over the segment; for unknown, of the best enrolled speaker)."""
+    """``start`` / ``end`` seconds, ``speaker`` (an enrolled name, None for unknown) and ``score``: the mean
+    cosine over the segment of its speaker -- for unknown, of the enrolled speaker the smoothing chose there,
+    whose score fell below the threshold (time-weighted over fused unknown runs)."""
 
     start: float
     end: float
