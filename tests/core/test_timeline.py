@@ -198,3 +198,25 @@ def test_timeline_config_is_checked():
     with pytest.raises(ConfigError, match="hop"):
         TimelineConfig(window=1.0, hop=2.0)
     assert TimelineConfig.from_dict({"vad": {"min_silence": 0.5}}).vad.min_silence == 0.5
+
+
+def test_a_long_file_streams_in_bounded_memory(gallery, rng, tmp_path):
+    """Three minutes on disk; the peak of Python/numpy allocations while labelling it stays far below the
+    size of the decoded signal (so it was never read whole)."""
+    import tracemalloc
+
+    turns = [(None, 0.7)] + [(name, 4.0) for _ in range(15) for name in ("alice", "bob", "carol")]
+    turns = [t for turn in turns for t in (turn, (None, 0.7))][:-1]
+    y, truth = recording(turns, rng)
+    path = tmp_path / "long.wav"
+    sf.write(path, y, SR, subtype="PCM_16")
+    whole = y.nbytes  # float32 samples of the whole file
+    del y
+    tracemalloc.start()
+    try:
+        segments = timeline_of_file(path, SR, embed, gallery)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(segments) == len(truth)
+    assert 0 < peak < whole / 4, f"peak {peak / 1e6:.1f} MB for a {whole / 1e6:.1f} MB signal"
