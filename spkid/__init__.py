@@ -50,6 +50,7 @@ _LAZY = {
     "SpeakerIndex": "search.index",
     "Gallery": "search.gallery",
     "compute_eer": "metrics",
+    "compute_min_dcf": "metrics",
     "topk_accuracy": "metrics",
     "export_model": "inference.export",
     "OnnxEmbedder": "inference.onnx",

@@ -18,6 +18,7 @@ __all__ = [
     "GalleryError",
     "BackendError",
     "EmbeddingsError",
+    "TrialsError",
 ]
 
 
@@ -67,3 +68,7 @@ class BackendError(SpkidError):
 
 class EmbeddingsError(SpkidError):
     """An embeddings file (``spkid embed`` output) is missing, unreadable, or its arrays do not fit together."""
+
+
+class TrialsError(SpkidError):
+    """A verification trial list or score file is missing or has a malformed line."""

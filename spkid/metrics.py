@@ -6,6 +6,11 @@
 - :func:`compute_eer`: the equal error rate of a set of trials, the point of the ROC where the false
   acceptance rate equals the false rejection rate (as reported for VoxCeleb verification, Nagrani et al.,
   "VoxCeleb: a large-scale speaker identification dataset", Interspeech 2017).
+- :func:`compute_min_dcf`: the minimum normalised detection cost of the NIST SRE / VoxCeleb challenge
+  evaluation plans, ``C_det = C_miss P_miss P_target + C_fa P_fa (1 - P_target)`` divided by
+  ``min(C_miss P_target, C_fa (1 - P_target))``, minimised over thresholds (p_target 0.01 or 0.05,
+  C_miss = C_fa = 1 in VoxSRC).
+- :func:`det_curve`: the miss / false-alarm rates of every threshold (the points of a DET plot).
 
 Ties between scores are broken in favour of the lower class index everywhere, so results are
 deterministic.
@@ -21,6 +26,8 @@ __all__ = [
     "per_class_accuracy",
     "compute_eer",
     "threshold_at_eer",
+    "compute_min_dcf",
+    "det_curve",
 ]
 
 
@@ -156,3 +163,30 @@ def compute_eer(scores, is_target) -> tuple[float, float]:
 def threshold_at_eer(scores, is_target) -> float:
     """Only the threshold of :func:`compute_eer`."""
     return compute_eer(scores, is_target)[1]
+
+
+def det_curve(scores, is_target) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(p_fa, p_miss, thresholds)``, each (K + 1,) float64 for K distinct scores: point ``i`` accepts the
+    trials with ``score >= thresholds[i]``; point 0 (threshold ``+inf``) accepts nothing (p_fa 0, p_miss 1),
+    the last accepts everything (p_fa 1, p_miss 0)."""
+    return _roc(scores, is_target)
+
+
+def compute_min_dcf(scores, is_target, p_target: float = 0.01, c_miss: float = 1.0, c_fa: float = 1.0
+                    ) -> tuple[float, float]:
+    """Minimum normalised detection cost and the threshold reaching it (accept ``score >= threshold``).
+
+    ``scores`` (n,), ``is_target`` (n,) bool. ``C_det(t) = c_miss P_miss(t) p_target + c_fa P_fa(t)
+    (1 - p_target)``, normalised by the cost of the better trivial system ``min(c_miss p_target,
+    c_fa (1 - p_target))``, minimised over every threshold (accept nothing and accept all included, so
+    the value is at most 1). Returns ``(min_dcf, threshold)``.
+    """
+    if not 0.0 < p_target < 1.0:
+        raise ValueError(f"p_target must be in (0, 1), got {p_target}")
+    if c_miss <= 0 or c_fa <= 0:
+        raise ValueError(f"costs must be positive, got c_miss={c_miss}, c_fa={c_fa}")
+    p_fa, p_miss, thr = _roc(scores, is_target)
+    cost = c_miss * p_miss * p_target + c_fa * p_fa * (1.0 - p_target)
+    cost /= min(c_miss * p_target, c_fa * (1.0 - p_target))
+    i = int(np.argmin(cost))
+    return float(cost[i]), float(thr[i])

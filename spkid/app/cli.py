@@ -29,6 +29,7 @@ COMMANDS = [
     "enroll",
     "identify",
     "gallery",
+    "verify",
     "export",
     "serve",
 ]

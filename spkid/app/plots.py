@@ -18,7 +18,8 @@ import numpy as np
 from spkid.errors import SpkidError
 from spkid.fileio import atomic_write_bytes, read_file_bytes
 
-__all__ = ["plot_history", "plot_confusion", "plot_embeddings", "plot_attention", "read_history", "upsample_attention"]
+__all__ = ["plot_history", "plot_confusion", "plot_embeddings", "plot_attention", "plot_det", "read_history",
+           "upsample_attention"]
 
 
 def _figure(figsize: tuple[float, float], dpi: int):
@@ -300,3 +301,31 @@ def evaluation_figures(
     written.append(plot_attention(features, attention, out / "attention.png", frame_shift=frame_shift,
                                   title=f"attention: {title}" if title else None))
     return written
+
+
+def plot_det(curves: Mapping[str, tuple], path: str | os.PathLike, *, title: str | None = None,
+             figsize: tuple[float, float] = (6.0, 6.0), dpi: int = 100) -> Path:
+    """A DET plot: for each name, ``(p_fa, p_miss)`` arrays (:func:`spkid.metrics.det_curve`) on normal-deviate
+    axes (0.1 %% to 50 %%), with its EER point marked where the curve crosses the diagonal."""
+    from scipy.special import ndtri
+
+    ticks = np.array([0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4])
+    lo, hi = ndtri(0.0005), ndtri(0.5)
+    fig = _figure(figsize, dpi)
+    ax = fig.add_subplot()
+    for (name, (p_fa, p_miss)), color in zip(curves.items(), _colors(max(len(curves), 1))):
+        x = ndtri(np.clip(np.asarray(p_fa, float), 1e-6, 1 - 1e-6))
+        y = ndtri(np.clip(np.asarray(p_miss, float), 1e-6, 1 - 1e-6))
+        ax.plot(x, y, color=color, label=name)
+    ax.plot([lo, hi], [lo, hi], color="0.6", linestyle=":", linewidth=1, label="EER line")
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+    labels = [f"{100 * t:g}" for t in ticks]
+    ax.set_xticks(ndtri(ticks), labels)
+    ax.set_yticks(ndtri(ticks), labels)
+    ax.set_xlabel("false alarm rate (%)")
+    ax.set_ylabel("miss rate (%)")
+    ax.grid(True, color="0.9")
+    ax.legend(loc="upper right")
+    ax.set_title(title or "detection error trade-off")
+    return _save(fig, path)

@@ -1,5 +1,5 @@
 """Audio: decode, mix down, resample and validate recordings (soundfile, soxr), and seeded waveform
-augmentation (noise, babble, rooms, channels, gain, speed).
+augmentation (noise, babble, rooms, channels, gain, speed); streaming reads and an energy VAD.
 
 Public names are imported lazily: ``import spkid.audio`` stays cheap.
 """
@@ -14,6 +14,11 @@ _LAZY = {
     "load_audio": "io",
     "load_audio_with_rate": "io",
     "resample": "io",
+    "stream_audio": "io",
+    "VadConfig": "vad",
+    "SpeechRegion": "vad",
+    "speech_regions": "vad",
+    "speech_intervals": "vad",
     "AugmentConfig": "augment",
     "Augmenter": "augment",
     "colored_noise": "noise",

@@ -7,6 +7,9 @@ libsoxr's high-quality filter when the file's rate differs from the one asked fo
 cannot read (e.g. VoxCeleb2's AAC ``.m4a``) go through librosa/audioread when a decoder backend
 (ffmpeg, GStreamer) is installed.
 
+:func:`stream_audio` reads a long file block by block (mono, resampled as it goes with a libsoxr stream),
+so an hour-long recording never sits in memory.
+
 Every problem -- a missing or unreadable file, a corrupt header, no samples, digital silence, NaN/Inf
 samples, a clip shorter than one analysis window -- raises :class:`~spkid.errors.AudioError` whose
 message names the file, so batch jobs can report and skip it.
@@ -22,7 +25,7 @@ import numpy as np
 
 from spkid.errors import AudioError, ConfigError
 
-__all__ = ["AudioInfo", "info", "load_audio", "load_audio_with_rate", "resample"]
+__all__ = ["AudioInfo", "info", "load_audio", "load_audio_with_rate", "resample", "stream_audio"]
 
 # Extensions libsndfile decodes natively; anything else may go through audioread.
 _SOUNDFILE_EXTS = {
@@ -247,3 +250,57 @@ def load_audio(
     ConfigError : ``sr`` is not a positive integer or ``min_duration`` is invalid.
     """
     return load_audio_with_rate(path, sr, mono, min_duration=min_duration)[0]
+
+
+def stream_audio(path: str | os.PathLike, sr: int = 16000, block_seconds: float = 1.0):
+    """Yield ``(n,)`` float32 mono blocks of about ``block_seconds`` at rate ``sr``, read and resampled
+    incrementally: memory stays bounded by one block whatever the file's length.
+
+    Formats libsndfile cannot read are decoded whole by :func:`load_audio` and then cut into blocks. A
+    missing, empty or undecodable file raises AudioError, as do NaN/Inf samples (when the block holding them
+    is read); digital silence is not an error here (a long recording may be silent).
+    """
+    import soundfile as sf
+
+    _check_rate(sr, allow_none=False)
+    if not (isinstance(block_seconds, (int, float)) and block_seconds > 0):
+        raise ConfigError(f"block_seconds must be positive, got {block_seconds!r}")
+    p = Path(path)
+    _check_file(p)
+    if p.suffix.lower() in (".wav", ".wave"):
+        _check_wav_complete(p)
+    try:
+        handle = sf.SoundFile(str(p))
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        if p.suffix.lower() in _SOUNDFILE_EXTS:
+            raise AudioError(f"cannot decode audio: {_sf_reason(exc)}", path=p) from None
+        y = load_audio(p, sr=sr)
+        step = max(1, int(block_seconds * sr))
+        yield from (y[i:i + step] for i in range(0, len(y), step))
+        return
+    with handle:
+        rate = int(handle.samplerate)
+        stream = None
+        if rate != sr:
+            import soxr
+
+            stream = soxr.ResampleStream(rate, sr, 1, dtype="float32", quality="HQ")
+        step, total = max(1, int(block_seconds * rate)), 0
+        while True:
+            try:
+                data = handle.read(step, dtype="float32", always_2d=True)
+            except (sf.LibsndfileError, RuntimeError) as exc:
+                raise AudioError(f"cannot decode audio at sample {total}: {_sf_reason(exc)}", path=p) from None
+            last = data.shape[0] < step
+            total += data.shape[0]
+            if not np.isfinite(data).all():
+                raise AudioError(f"contains NaN or Inf samples (before sample {total})", path=p)
+            y = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
+            if stream is not None:
+                y = stream.resample_chunk(np.ascontiguousarray(y), last=last)
+            if y.size:
+                yield np.ascontiguousarray(y, dtype=np.float32)
+            if last:
+                break
+        if total == 0:
+            raise AudioError("empty audio (0 samples)", path=p)

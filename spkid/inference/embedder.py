@@ -33,23 +33,31 @@ def load_embedder(path: str | os.PathLike, *, prefer: str = "best") -> Embedder:
     return Embedder(model, backend.forward_fn(model), meta)
 
 
-def embed_files(paths: Sequence[str | os.PathLike], embedder: Embedder, *, progress: bool = False
-                ) -> tuple[np.ndarray, list[str], list[tuple[str, str]]]:
+def embed_files(paths: Sequence[str | os.PathLike], embedder: Embedder, *, progress: bool = False,
+                batch_files: int | None = None) -> tuple[np.ndarray, list[str], list[tuple[str, str]]]:
     """Load audio -> features -> embeddings; unreadable files are reported and skipped.
 
-    Returns ``(embeddings (N_ok, E) float32, ok_paths, failures [(path, reason)])``.
+    ``batch_files``: featurise and embed that many files at a time (memory holds one batch of features;
+    default all at once). Returns ``(embeddings (N_ok, E) float32, ok_paths, failures [(path, reason)])``.
     """
     from tqdm.auto import tqdm
 
     from spkid.features.api import extract_features
 
-    feats, ok, bad = [], [], []
-    for p in tqdm(paths, disable=not progress, desc="features"):
-        try:
-            feats.append(extract_features(p, embedder.feature_config))
-            ok.append(os.fspath(p))
-        except SpkidError as exc:
-            bad.append((os.fspath(p), exc.problem))
     dim = int(embedder.metadata["spec"]["embedding_dim"])
-    emb = embedder.embed(feats) if feats else np.zeros((0, dim), dtype=np.float32)
-    return emb, ok, bad
+    paths = list(paths)
+    step = len(paths) if not batch_files else int(batch_files)
+    parts, ok, bad = [np.zeros((0, dim), dtype=np.float32)], [], []
+    with tqdm(total=len(paths), disable=not progress, desc="embedding") as bar:
+        for i in range(0, len(paths), max(step, 1)):
+            feats = []
+            for p in paths[i:i + step]:
+                try:
+                    feats.append(extract_features(p, embedder.feature_config))
+                    ok.append(os.fspath(p))
+                except SpkidError as exc:
+                    bad.append((os.fspath(p), exc.problem))
+                bar.update(1)
+            if feats:
+                parts.append(np.asarray(embedder.embed(feats), dtype=np.float32))
+    return np.concatenate(parts), ok, bad

@@ -1,6 +1,7 @@
 """Embeddings to names: k-nearest-neighbour speaker search (``index``) and enrolment galleries
 (``gallery``, answering with ``results``, searched through ``live_index``; stored in a SQLite database by
-``sqlite_store`` or in the older npz + json pair of ``storage``; bound to a model in ``binding``).
+``sqlite_store`` or in the older npz + json pair of ``storage``; bound to a model in ``binding``); verification
+trial lists (``trials``) and their scoring and normalisation (``scoring``); who speaks when (``timeline``).
 
 Public names are imported lazily: ``import spkid.search`` stays cheap.
 """
@@ -23,6 +24,21 @@ _LAZY = {
     "check_gallery": "binding",
     "gallery_metadata": "binding",
     "fingerprint": "binding",
+    "TrialList": "trials",
+    "read_trials": "trials",
+    "parse_trials": "trials",
+    "write_scores": "trials",
+    "read_scores": "trials",
+    "cosine_trials": "scoring",
+    "cohort_stats": "scoring",
+    "s_norm": "scoring",
+    "normalize_trials": "scoring",
+    "score_trial_list": "scoring",
+    "Calibration": "scoring",
+    "TimelineConfig": "timeline",
+    "Segment": "timeline",
+    "timeline": "timeline",
+    "timeline_of_file": "timeline",
 }
 
 __all__ = list(_LAZY)

@@ -113,3 +113,44 @@ def test_enrol_a_new_voice_through_the_page(browser, service, fsdd_dir):
     WebDriverWait(browser, 30).until(lambda d: "newcomer" in d.find_element(By.ID, "speakers").text)
     best, bars = _identify(browser, clip)  # the very clip just enrolled: cosine 1 to its only utterance
     assert best == "newcomer" and bars[0] == "newcomer"
+
+
+def test_timeline_view(browser, service, fsdd_dir, tmp_path):
+    """A recording of three speakers with pauses: the page draws its waveform and one coloured block per
+    segment of ``POST /identify?timeline=1``, in order, named as the service names them."""
+    import json
+    import urllib.request
+    import uuid
+
+    import numpy as np
+    import soundfile as sf
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from spkid.audio.io import load_audio
+
+    pause = np.zeros(8000, np.float32)
+    clips = [fsdd_dir / name for name in ("7_theo_0.wav", "3_nicolas_0.wav", "4_george_0.wav")]
+    y = np.concatenate([pause] + [p for c in clips for p in (load_audio(c, sr=8000), pause)])
+    path = tmp_path / "meeting.wav"
+    sf.write(path, y, 8000, subtype="PCM_16")
+    boundary = uuid.uuid4().hex
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"audio\"; filename=\"meeting.wav\"\r\n"
+            f"Content-Type: audio/wav\r\n\r\n").encode() + path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+    req = urllib.request.Request(service + "/identify?timeline=1", data=body,
+                                 headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    want = json.loads(urllib.request.urlopen(req, timeout=60).read())["segments"]
+    assert want
+
+    browser.get(service + "/")
+    browser.find_element(By.ID, "file").send_keys(str(path))
+    browser.find_element(By.ID, "timeline").click()
+    WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#track .seg"))
+    blocks = browser.find_elements(By.CSS_SELECTOR, "#track .seg")
+    assert [b.text for b in blocks] == [s["speaker"] or "unknown" for s in want]
+    lefts = [float(b.value_of_css_property("left").rstrip("px")) for b in blocks]
+    assert lefts == sorted(lefts) and lefts[0] > 0  # the first second is silence
+    inked = browser.execute_script(
+        "const c = document.getElementById('wave'); const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+        "let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++; return n;")
+    assert inked > 1000  # the waveform was drawn

@@ -18,6 +18,9 @@ Routes (JSON in error cases too, never an HTML traceback):
   scores are cosine similarities to the speakers' centroids, neighbour scores to enrolled utterances.
   Several ``audio`` files (or ``batch=1``): ``{"results": [{"clip", **one answer}], "count"}``, embedded and
   searched as one batch
+- ``POST /identify?timeline=1``  the same upload, any length -> who speaks when:
+  ``{"file", "segments": [{"start", "end", "speaker" (null: unknown), "score"}], "duration"}``
+  (:func:`spkid.search.timeline.timeline_of_file`, as ``spkid identify --timeline --json``)
 
 With a ``token`` (``spkid serve --token`` / ``SPKID_TOKEN``) the routes that change the gallery (``POST /enroll``,
 ``DELETE /speakers/<name>``) need ``Authorization: Bearer <token>`` and answer 401 without it.
@@ -32,6 +35,7 @@ each catches up with the others' commits before it answers (:meth:`Gallery.refre
 from __future__ import annotations
 
 import collections
+import contextlib
 import hmac
 import logging
 import os
@@ -39,6 +43,7 @@ import tempfile
 import sys
 import threading
 import time
+import types
 import uuid
 from pathlib import Path
 
@@ -106,9 +111,9 @@ def create_app(embedder, gallery_path: str | os.PathLike, *, threshold: float | 
     app.config["MAX_CONTENT_LENGTH"] = int(max_upload_mb * 1024 * 1024)
     app.json.sort_keys = False
 
-    def embed_upload(storage, embed: bool = True) -> tuple[np.ndarray, float]:
-        """(embedding (E,), duration in seconds) of one uploaded file (its features (T, n_mels) instead of the
-        embedding when not ``embed``)."""
+    @contextlib.contextmanager
+    def saved_upload(storage):
+        """The path of a temporary copy of an uploaded file (deleted afterwards); errors name the client's file."""
         name = os.path.basename(storage.filename or "upload")
         fd, tmp = tempfile.mkstemp(prefix="spkid-upload-", suffix=Path(name).suffix[:8])
         try:
@@ -116,13 +121,40 @@ def create_app(embedder, gallery_path: str | os.PathLike, *, threshold: float | 
                 storage.save(fh)
             if os.path.getsize(tmp) == 0:
                 raise AudioError("empty upload (0 bytes)", path=name)
-            feats = extract_features(tmp, embedder.feature_config)
+            yield tmp
         except SpkidError as exc:  # name the client's file, not our temporary one
             raise type(exc)(exc.problem, path=name) from None
         finally:
             os.unlink(tmp)
+
+    def embed_upload(storage, embed: bool = True) -> tuple[np.ndarray, float]:
+        """(embedding (E,), duration in seconds) of one uploaded file (its features (T, n_mels) instead of the
+        embedding when not ``embed``)."""
+        with saved_upload(storage) as tmp:
+            feats = extract_features(tmp, embedder.feature_config)
         duration = feats.shape[0] * embedder.feature_config.frame_shift
         return (embedder.embed([feats])[0] if embed else feats), duration
+
+    def timeline_upload(storage) -> dict:
+        """Who speaks when in one uploaded file, against a snapshot of the gallery taken under the lock."""
+        from spkid.audio.io import info
+        from spkid.features.api import fbank_from_config
+        from spkid.search.timeline import segments_to_json, timeline_of_file
+
+        fc = embedder.feature_config
+        with lock:
+            gallery.refresh()
+            centroids, names = gallery.centroids(), gallery.speakers
+        voices = types.SimpleNamespace(speakers=names, threshold=threshold, centroids=lambda: centroids)
+        with saved_upload(storage) as tmp:
+            try:
+                duration = round(info(tmp).duration, 3)
+            except SpkidError:  # not a libsndfile format: decoded whole by the timeline
+                duration = None
+            segments = timeline_of_file(tmp, fc.sr, lambda waves: embedder.embed([fbank_from_config(w, fc) for w in waves]),
+                                        voices, threshold)
+        return {**segments_to_json(os.path.basename(storage.filename or "upload"), segments),
+                "duration": duration}
 
     def audio_files(required: str = "audio") -> list:
         files = [f for f in request.files.getlist(required) if f and f.filename]
@@ -207,6 +239,8 @@ def create_app(embedder, gallery_path: str | os.PathLike, *, threshold: float | 
 
     @app.post("/identify")
     def identify():
+        if request.args.get("timeline", "0").lower() in ("1", "true", "yes"):
+            return jsonify(timeline_upload(audio_files()[0]))
         try:
             k = int(request.values.get("top_k", top_k))
         except ValueError:
