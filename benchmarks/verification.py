@@ -4,7 +4,7 @@
     python benchmarks/verification.py --model runs/libri251                       # the table in the README
 
 Trials. The libri251 test segments (the last 30% of each file in 3 s pieces, cut as
-:func:`benchmarks.robustness.libri_waves` / ``accuracy.libri_sets`` do) hold one segment per speaker, so each
+:func:`benchmarks.accuracy.libri_parts` cuts them) hold one segment per speaker, so each
 segment is halved (two 1.5 s pieces, the first and the second half) and the trials are all pairs of pieces:
 a target trial pairs the two halves of one speaker's segment, a non-target trial pieces of two speakers.
 
@@ -31,9 +31,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from accuracy import DATA, FEATURES, libri_sets  # noqa: E402  (puts the repo on sys.path too)
+from accuracy import DATA, FEATURES, libri_parts, libri_sets  # noqa: E402  (puts the repo on sys.path too)
 from gallery_accuracy import windows  # noqa: E402
-from robustness import libri_waves  # noqa: E402
 
 from spkid.features.api import fbank_from_config  # noqa: E402
 from spkid.inference.embedder import load_embedder  # noqa: E402
@@ -44,14 +43,13 @@ from spkid.search.scoring import normalize_trials  # noqa: E402
 def pieces(embedder, root: Path):
     """(embeddings (P, D) of the halved test segments, their speaker indices (P,), segment index (P,))."""
     fc = embedder.feature_config
-    waves, ids = libri_waves(root, fc.sr)
-    speakers = sorted({i.split("-")[0] for i in ids})
+    _, parts = libri_parts(root, fc.sr, 0.0, fc.win_length)
     feats, spk, seg = [], [], []
-    for k, (y, ident) in enumerate(zip(waves, ids)):
+    for k, (y, label, _) in enumerate(parts["test"]):
         half = len(y) // 2
         for part in (y[:half], y[half:]):
             feats.append(fbank_from_config(part, fc))
-            spk.append(speakers.index(ident.split("-")[0]))
+            spk.append(label)
             seg.append(k)
     return embedder.embed(feats), np.asarray(spk), np.asarray(seg)
 
