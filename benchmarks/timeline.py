@@ -38,7 +38,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from accuracy import DATA, FEATURES, libri_sets  # noqa: E402  (puts the repo on sys.path too)
+from accuracy import DATA, FEATURES, data_root, libri_sets  # noqa: E402  (puts the repo on sys.path too)
 from gallery_accuracy import gallery_of  # noqa: E402
 
 from spkid.audio.io import load_audio  # noqa: E402
@@ -46,7 +46,7 @@ from spkid.data.featuresets import FeatureSet  # noqa: E402
 from spkid.features.api import fbank_from_config  # noqa: E402
 from spkid.inference.embedder import load_embedder  # noqa: E402
 from spkid.metrics import compute_eer  # noqa: E402
-from spkid.search.timeline import TimelineConfig, timeline  # noqa: E402
+from spkid.search.timeline import TimelineConfig, timeline_of_blocks  # noqa: E402
 
 
 def subset(fs: FeatureSet, keep) -> FeatureSet:
@@ -128,10 +128,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data", type=Path, default=DATA)
     args = ap.parse_args(argv)
-    root = args.data / "librispeech-251"
-    if not root.is_dir():
-        print(f"timeline.py: error: real speech not found at {root} (the data lives in ../shared/data beside "
-              f"the checkout, see its README.md; or pass --data)", file=sys.stderr)
+    root = data_root("timeline.py", args.data, "librispeech-251")
+    if root is None:
         return 2
     embedder = load_embedder(args.model)
     fc = embedder.feature_config
@@ -168,7 +166,7 @@ def main(argv=None) -> int:
         n_turns += len(truth)
         for rule, threshold in rules.items():
             blocks = (y[i:i + fc.sr] for i in range(0, len(y), fc.sr))
-            result = score(truth, list(timeline(blocks, fc.sr, embed, gallery, threshold, config)))
+            result = score(truth, list(timeline_of_blocks(blocks, fc.sr, embed, gallery, threshold, config)))
             for k, v in result.items():
                 totals[rule][k] = totals[rule][k] + v
     took = time.perf_counter() - t0

@@ -37,7 +37,7 @@ _LAZY = {
     "Calibration": "scoring",
     "TimelineConfig": "timeline",
     "Segment": "timeline",
-    "timeline": "timeline",
+    "timeline_of_blocks": "timeline",
     "timeline_of_file": "timeline",
 }
 

@@ -30,7 +30,7 @@ from spkid._strict import StrictConfig
 from spkid.audio.vad import SpeechRegion, VadConfig, speech_regions
 from spkid.errors import ConfigError
 
-__all__ = ["TimelineConfig", "Segment", "timeline", "timeline_of_file", "segments_to_json", "format_table"]
+__all__ = ["TimelineConfig", "Segment", "timeline_of_blocks", "timeline_of_file", "segments_to_json", "format_table"]
 
 Embed = Callable[[Sequence[np.ndarray]], np.ndarray]
 
@@ -164,7 +164,7 @@ def label_region(region: SpeechRegion, sr: int, embed: Embed, centroids: np.ndar
     return out
 
 
-def timeline(blocks: Iterable[np.ndarray], sr: int, embed: Embed, gallery, threshold: float | None = None,
+def timeline_of_blocks(blocks: Iterable[np.ndarray], sr: int, embed: Embed, gallery, threshold: float | None = None,
              config: TimelineConfig | None = None) -> Iterator[Segment]:
     """Segments of a stream of (n,) float32 blocks at ``sr`` Hz against a
     :class:`~spkid.search.gallery.Gallery` (or anything with its ``speakers``, ``threshold`` and
@@ -181,10 +181,10 @@ def timeline(blocks: Iterable[np.ndarray], sr: int, embed: Embed, gallery, thres
 
 def timeline_of_file(path: str | os.PathLike, sr: int, embed: Embed, gallery, threshold: float | None = None,
                      config: TimelineConfig | None = None, block_seconds: float = 1.0) -> list[Segment]:
-    """:func:`timeline` of an audio file, read in ``block_seconds`` blocks (:func:`spkid.audio.io.stream_audio`)."""
+    """:func:`timeline_of_blocks` of an audio file, read in ``block_seconds`` blocks (:func:`spkid.audio.io.stream_audio`)."""
     from spkid.audio.io import stream_audio
 
-    return list(timeline(stream_audio(path, sr, block_seconds), sr, embed, gallery, threshold, config))
+    return list(timeline_of_blocks(stream_audio(path, sr, block_seconds), sr, embed, gallery, threshold, config))
 
 
 def segments_to_json(path: str | os.PathLike, segments: Sequence[Segment]) -> dict:

@@ -17,7 +17,7 @@ from spkid.audio.vad import VadConfig, speech_intervals, speech_regions
 from spkid.data.synthetic.voices import make_speakers, synthesize_utterance
 from spkid.errors import ConfigError
 from spkid.search.gallery import Gallery
-from spkid.search.timeline import TimelineConfig, format_table, segments_to_json, timeline, timeline_of_file
+from spkid.search.timeline import TimelineConfig, format_table, segments_to_json, timeline_of_blocks, timeline_of_file
 
 SR = 16000
 F0 = {"alice": 180.0, "bob": 310.0, "carol": 470.0, "stranger": 640.0}
@@ -140,7 +140,7 @@ def test_vad_config_is_checked():
 # ------------------------------------------------------------------------------------------ timeline
 def test_timeline_labels_turns_and_unknown(gallery, rng):
     y, truth = recording(TURNS, rng)
-    segments = list(timeline(blocks(y), SR, embed, gallery))
+    segments = list(timeline_of_blocks(blocks(y), SR, embed, gallery))
     assert [(s.speaker) for s in segments] == [name for _, _, name in expected(truth)]
     for s, (a, b, _) in zip(segments, truth):
         assert abs(s.start - a) <= 0.15 and abs(s.end - b) <= 0.15
@@ -155,7 +155,7 @@ def test_timeline_labels_turns_and_unknown(gallery, rng):
 def test_timeline_splits_abutting_turns(gallery, rng):
     """No pause between two speakers: the change is found inside one speech region."""
     y, truth = recording([(None, 1.0), ("bob", 4.0), ("carol", 4.0), ("alice", 3.0), (None, 1.0)], rng)
-    segments = list(timeline(blocks(y), SR, embed, gallery))
+    segments = list(timeline_of_blocks(blocks(y), SR, embed, gallery))
     assert [s.speaker for s in segments] == ["bob", "carol", "alice"]
     bounds = [abs(s.start - a) for s, (a, _, _) in zip(segments, truth)] + [
         abs(s.end - b) for s, (_, b, _) in zip(segments, truth)]
@@ -167,8 +167,8 @@ def test_closed_set_without_threshold(rng):
     g.enroll("alice", embed([voice("alice", 3.0, rng)]))
     g.enroll("bob", embed([voice("bob", 3.0, rng)]))
     y, _ = recording([(None, 1.0), ("stranger", 3.0), (None, 1.0)], rng)
-    assert [s.speaker for s in timeline(blocks(y), SR, embed, g)] in (["alice"], ["bob"])
-    assert [s.speaker for s in timeline(blocks(y), SR, embed, g, threshold=0.5)] == [None]
+    assert [s.speaker for s in timeline_of_blocks(blocks(y), SR, embed, g)] in (["alice"], ["bob"])
+    assert [s.speaker for s in timeline_of_blocks(blocks(y), SR, embed, g, threshold=0.5)] == [None]
 
 
 def test_timeline_of_a_file_json_schema(gallery, rng, tmp_path):
