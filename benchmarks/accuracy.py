@@ -70,6 +70,16 @@ FEATURES = {"fsdd": FeatureConfig(sr=8000, n_fft=512, n_mels=40), "libri251": Fe
 NORMALIZE = {"mean": "mean", "meanvar": "meanvar", "none": None}
 
 
+def data_root(script: str, data: Path, name: str) -> Path | None:
+    """``data / name`` when it is a folder, else None after a one-line error naming it (the caller exits 2)."""
+    root = data / name
+    if root.is_dir():
+        return root
+    print(f"{script}: error: real speech not found at {root} (the data lives in ../shared/data beside the "
+          f"checkout, see its README.md; or pass --data)", file=sys.stderr)
+    return None
+
+
 def fsdd_parts(root: Path, sr: int) -> tuple[tuple, dict]:
     """(speakers, {"train": takes 5-49, "test": takes 0-4}) of the fsdd protocol, each a list of
     ``(waveform at sr, label, file name)``."""

@@ -38,7 +38,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from accuracy import DATA, FEATURES, feature_set, libri_parts, protocol_parts  # noqa: E402  (puts the repo on sys.path too)
+from accuracy import (DATA, FEATURES, data_root, feature_set, libri_parts,  # noqa: E402  (puts the repo on sys.path)
+                      protocol_parts)
 from gallery_accuracy import gallery_of, topk  # noqa: E402
 
 from degrade import CONDITIONS, degrade  # noqa: E402
@@ -117,10 +118,8 @@ def main(argv=None) -> int:
         ap.error("--limit must be at least 1")
     if args.query_seconds is not None and not args.query_seconds > 0.05:
         ap.error("--query-seconds must be more than 0.05")
-    root = args.data / ROOT[args.protocol]
-    if not root.is_dir():
-        print(f"robustness.py: error: real speech not found at {root} (the data lives in ../shared/data beside "
-              f"the checkout, see its README.md; or pass --data)", file=sys.stderr)
+    root = data_root("robustness.py", args.data, ROOT[args.protocol])
+    if root is None:
         return 2
 
     cache: dict = {}

@@ -31,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from accuracy import DATA, FEATURES, libri_parts, libri_sets  # noqa: E402  (puts the repo on sys.path too)
+from accuracy import DATA, FEATURES, data_root, libri_parts, libri_sets  # noqa: E402  (puts the repo on sys.path too)
 from gallery_accuracy import windows  # noqa: E402
 
 from spkid.features.api import fbank_from_config  # noqa: E402
@@ -91,10 +91,8 @@ def main(argv=None) -> int:
     ap.add_argument("--det", type=Path, metavar="PNG", help="also draw the three DET curves to this PNG")
     ap.add_argument("--data", type=Path, default=DATA)
     args = ap.parse_args(argv)
-    root = args.data / "librispeech-251"
-    if not root.is_dir():
-        print(f"verification.py: error: real speech not found at {root} (the data lives in ../shared/data beside "
-              f"the checkout, see its README.md; or pass --data)", file=sys.stderr)
+    root = data_root("verification.py", args.data, "librispeech-251")
+    if root is None:
         return 2
     embedder = load_embedder(args.model)
     if embedder.feature_config != FEATURES["libri251"]:
