@@ -1,12 +1,15 @@
 """Keras data pipeline over :class:`spkid.data.sampler.TrainSampler` (same crops as the torch backend).
 
 :class:`EpochBatches` is a ``keras.utils.PyDataset`` whose item ``i`` is batch ``i`` of an epoch, built
-from ``(seed, epoch, i)`` alone; :func:`iterate` walks it in order with an optional bounded thread
-prefetch (the crops are numpy work, so threads overlap it with the training step).
+from ``(seed, epoch, i)`` alone; :func:`iterate` walks it in order with an optional bounded prefetch by
+``num_workers`` worker processes (forked, like torch's DataLoader workers: waveform augmentation is Python
+and numpy work that threads would serialise on the GIL beside the training step), or threads where fork
+is not available.
 """
 from __future__ import annotations
 
 import collections
+import multiprocessing
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
 
@@ -33,17 +36,39 @@ class EpochBatches(keras.utils.PyDataset):
         return self.sampler.batch(self.epoch, i, self.order)
 
 
+_DATASET: "EpochBatches | None" = None  # the dataset forked worker processes read (set before the fork)
+
+
+def _batch(i: int) -> tuple[np.ndarray, np.ndarray]:
+    return _DATASET[i]
+
+
 def iterate(dataset: EpochBatches, *, num_workers: int = 0, prefetch: int = 4) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """The batches of ``dataset`` in order; ``num_workers`` threads build up to ``prefetch`` ahead."""
+    """The batches of ``dataset`` in order; ``num_workers`` processes (threads without fork) build up to
+    ``prefetch`` ahead. A worker's error is raised here, at its batch."""
+    global _DATASET
     if num_workers <= 0:
         for i in range(len(dataset)):
             yield dataset[i]
         return
-    with ThreadPoolExecutor(num_workers) as pool:
-        pending: collections.deque = collections.deque()
-        for i in range(len(dataset)):
-            pending.append(pool.submit(dataset.__getitem__, i))
-            if len(pending) > prefetch:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
+    if "fork" not in multiprocessing.get_all_start_methods():
+        with ThreadPoolExecutor(num_workers) as pool:
+            yield from _in_order(lambda i: pool.submit(dataset.__getitem__, i).result, len(dataset), prefetch)
+        return
+    _DATASET = dataset  # inherited by the forked workers: nothing is pickled but batch indices and batches
+    try:
+        with multiprocessing.get_context("fork").Pool(num_workers) as pool:
+            yield from _in_order(lambda i: pool.apply_async(_batch, (i,)).get, len(dataset), prefetch)
+    finally:
+        _DATASET = None
+
+
+def _in_order(submit, n: int, prefetch: int) -> Iterator:
+    """Results of ``submit(i)()`` for i in 0..n-1, in order, at most ``prefetch`` + 1 in flight."""
+    pending: collections.deque = collections.deque()
+    for i in range(n):
+        pending.append(submit(i))
+        if len(pending) > prefetch:
+            yield pending.popleft()()
+    while pending:
+        yield pending.popleft()()

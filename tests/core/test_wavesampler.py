@@ -210,6 +210,24 @@ def test_keras_loader_gives_the_sampler_batches():
             assert _same(p, q)
 
 
+def test_keras_loader_workers_raise_a_batch_error_at_that_batch():
+    pytest.importorskip("keras")
+    from spkid.errors import AudioError
+    from spkid_keras.data import EpochBatches, iterate
+
+    class Broken(EpochBatches):
+        def __getitem__(self, i):
+            if i == 2:
+                raise AudioError("unreadable crop", path="u2.wav")
+            return super().__getitem__(i)
+
+    got = []
+    with pytest.raises(AudioError, match="u2.wav: unreadable crop"):
+        for batch in iterate(Broken(_sampler(True), 0), num_workers=2):
+            got.append(batch)
+    assert len(got) == 2
+
+
 def test_a_rank_builds_only_its_rows_and_they_equal_the_full_batch():
     """With ``only_rows(rank_rows(...))`` each of 2 ranks (2 micro-batches each) augments and featurises its
     own half of the global batch: those rows are bit-identical to the unsharded batch (babble pools and
