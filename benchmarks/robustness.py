@@ -38,8 +38,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from accuracy import (DATA, FEATURES, data_root, feature_set, libri_parts,  # noqa: E402  (puts the repo on sys.path)
-                      protocol_parts)
+from accuracy import DATA, FEATURES, data_root, feature_set, protocol_parts  # noqa: E402  (puts the repo on sys.path)
 from gallery_accuracy import gallery_of, topk  # noqa: E402
 
 from degrade import CONDITIONS, degrade  # noqa: E402
@@ -53,10 +52,8 @@ UNIT = {"libri251": "segments", "fsdd": "files"}
 
 def load_protocol(protocol: str, root: Path, fc, config):
     """(enrolment FeatureSet, test FeatureSet, test waveforms at ``fc.sr``), the test in protocol order."""
-    if protocol == "libri251":  # the whole 70% part enrols, as gallery_accuracy.py does
-        speakers, parts = libri_parts(root, fc.sr, 0.0, fc.win_length)
-    else:  # every take 5-49 enrols
-        speakers, parts = protocol_parts(protocol, root, fc, dataclasses.replace(config, val_fraction=0.0), 0.0)
+    # nothing held out for validation: libri251's whole 70% part enrols (as gallery_accuracy.py), fsdd's takes 5-49
+    speakers, parts = protocol_parts(protocol, root, fc, dataclasses.replace(config, val_fraction=0.0), 0.0)
     train, test = feature_set(parts["train"], speakers, fc), feature_set(parts["test"], speakers, fc)
     return train, test, [y for y, _, _ in parts["test"]]
 
