@@ -144,39 +144,56 @@ class LiveIndex:
         self.cent[slot] = (s / max(np.linalg.norm(s), 1e-30)).astype(np.float32)
 
     def add_bulk(self, names: list[str], counts: np.ndarray, rows: np.ndarray, ids: list[str],
-                 sums: np.ndarray | None = None) -> None:
-        """Fill an empty index at once: speaker ``names[j]`` owns the next ``counts[j]`` unit float32 rows of
-        ``rows`` (cap, D), taken as the index's storage (rows past ``counts.sum()`` are spare capacity);
-        ``sums`` (S, D) float64 of each speaker's rows when known (stored), else computed."""
+                 sums: np.ndarray | None = None, layout: tuple | None = None) -> None:
+        """Fill an empty index at once, taking ``rows`` (cap, D) unit float32 as the index's storage (rows past
+        the speakers' are spare capacity). Packed (``layout`` None): speaker ``names[j]`` owns the next ``counts[j]``
+        rows, ``ids`` lists them, ``sums`` (S, D) float64 of each speaker's rows when known, else computed.
+        ``layout = (starts, slots, n_rows)``: speaker ``j`` owns rows ``starts[j]:starts[j] + counts[j]`` and slot
+        ``slots[j]``, rows and slots between them are dead (a mapped snapshot after removals), ``ids`` lists all
+        ``n_rows`` rows and ``sums`` (cap_s, D) is the per-slot storage, taken as it is."""
         if self.n_rows or self.slot_of:
             raise ValueError("add_bulk needs an empty index")
-        n, s = int(counts.sum()), len(names)
-        offsets = np.zeros(s + 1, np.int64)
-        np.cumsum(counts, out=offsets[1:])
-        cap_r, cap_s = rows.shape[0], s + max(s // 4, 256)
+        counts = np.asarray(counts, np.int64)
+        s, live = len(names), int(counts.sum())
+        packed = np.zeros(s + 1, np.int64)
+        np.cumsum(counts, out=packed[1:])
+        starts, slots, n = (packed[:-1], np.arange(s), live) if layout is None else layout
+        n_slots = int(slots.max()) + 1 if s else 0
+        cap_r = rows.shape[0]
         self.rows = rows
-        self.slot_sum = np.zeros((cap_s, self.dim), np.float64)
-        if sums is None:
-            for a in range(0, s, 4096):  # whole speakers at a time
-                b = min(a + 4096, s)
-                self.slot_sum[a:b] = np.add.reduceat(rows[offsets[a] : offsets[b]], offsets[a:b] - offsets[a],
-                                                     axis=0, dtype=np.float64)
+        if layout is not None:
+            self.slot_sum = sums
         else:
-            self.slot_sum[:s] = sums
+            self.slot_sum = np.zeros((s + max(s // 4, 256), self.dim), np.float64)
+            if sums is None:
+                for a in range(0, s, 4096):  # whole speakers at a time
+                    b = min(a + 4096, s)
+                    self.slot_sum[a:b] = np.add.reduceat(rows[packed[a] : packed[b]], packed[a:b] - packed[a],
+                                                         axis=0, dtype=np.float64)
+            else:
+                self.slot_sum[:s] = sums
+        cap_s = self.slot_sum.shape[0]
+        pos = np.repeat(np.asarray(starts, np.int64) - packed[:-1], counts) + np.arange(live)
         self.row_slot = np.zeros(cap_r, np.int64)
-        self.row_slot[:n] = np.repeat(np.arange(s), counts)
+        self.row_slot[pos] = np.repeat(slots, counts)
         self.row_alive = np.zeros(cap_r, bool)
-        self.row_alive[:n] = True
-        self.row_ids, self.n_rows = list(ids), n
-        self.slot_of = {name: j for j, name in enumerate(names)}
-        self.slot_names = list(names)
+        self.row_alive[pos] = True
+        self.row_ids, self.n_rows, self.n_dead_rows = list(ids), n, n - live
+        slot_list = slots.tolist()
+        self.slot_of = dict(zip(names, slot_list))
+        self.slot_names = [None] * n_slots
         # ranges (cheap to make at 100k speakers); a speaker's becomes a list when it is enrolled again
-        self.slot_rows = list(map(range, offsets[:-1].tolist(), offsets[1:].tolist()))
+        self.slot_rows = [range(0)] * n_slots  # dead slots (a layout's gaps) own no rows
+        for j, r in zip(slot_list, map(range, np.asarray(starts).tolist(), (np.asarray(starts) + counts).tolist())):
+            self.slot_rows[j] = r
+        for j, name in zip(slot_list, names):
+            self.slot_names[j] = name
         self.slot_count = np.zeros(cap_s, np.int64)
-        self.slot_count[:s] = counts
-        norm = np.sqrt(np.einsum("ij,ij->i", self.slot_sum[:s], self.slot_sum[:s]))[:, None]
+        self.slot_count[slots] = counts
+        sub = self.slot_sum[:n_slots]
+        norm = np.sqrt(np.einsum("ij,ij->i", sub, sub))[:, None]
         self.cent = np.zeros((cap_s, self.dim), np.float32)
-        self.cent[:s] = self.slot_sum[:s] / np.maximum(norm, 1e-30)
+        self.cent[:n_slots] = sub / np.maximum(norm, 1e-30)
 
     def slot_sum_of(self, name: str) -> np.ndarray:
         """(D,) float64 sum of the speaker's rows."""
