@@ -52,6 +52,10 @@ _SCHEMA = (
     "embeddings BLOB NOT NULL, sums BLOB NOT NULL, ids TEXT NOT NULL, crc32 INTEGER NOT NULL)",
     "CREATE INDEX IF NOT EXISTS speakers_version ON speakers(version)",
 )
+# where each speaker's rows lie in the memory-mapped snapshot (spkid.search.snapshot): changed in the same
+# transactions as ``speakers``, so it never names a removed speaker
+_SNAPSHOT_SCHEMA = ("CREATE TABLE IF NOT EXISTS snapshot_rows (name TEXT PRIMARY KEY, slot INTEGER NOT NULL, "
+                    "start INTEGER NOT NULL, n INTEGER NOT NULL, ids TEXT NOT NULL, crc32 INTEGER NOT NULL)")
 
 
 def is_store_path(path: str | os.PathLike) -> bool:
@@ -161,22 +165,22 @@ class SQLiteStore:
     def names(self) -> set[str]:
         return {r[0] for r in self.conn.execute("SELECT name FROM speakers")}
 
-    def rows_since(self, seq: int, dim: int | None) -> list[tuple[str, np.ndarray, list[str], np.ndarray]]:
-        """``(name, (n, D) float32 embeddings, n ids, (D,) float64 sum)`` of every row written after ``seq``,
-        checked, in name order."""
+    def rows_since(self, seq: int, dim: int | None, names=()) -> list[tuple[str, np.ndarray, list[str], np.ndarray]]:
+        """``(name, (n, D) float32 embeddings, n ids, (D,) float64 sum)`` of every row written after ``seq``
+        (and of the speakers ``names``), checked, in name order."""
         out = []
-        cur = self.conn.execute("SELECT name, n, embeddings, sums, ids, crc32 FROM speakers WHERE version > ? "
-                                "ORDER BY name", (int(seq),))
+        names = list(names)
+        cur = self.conn.execute(f"SELECT name, n, embeddings, sums, ids, crc32 FROM speakers WHERE version > ? "
+                                f"{'OR name IN (%s)' % ','.join('?' * len(names)) if names else ''}",
+                                (int(seq), *names))
         for name, n, blob, sums, ids_text, crc in cur:
-            if row_digest(name, ids_text, blob, sums) != crc:
-                raise GalleryError(f"checksum mismatch in the row of speaker {name!r} (corrupt or edited)",
-                                   path=self.path)
+            self._check_row(name, ids_text, blob, sums, crc)
             ids = ids_text.split("\n")
             if dim is None or len(blob) != 4 * n * dim or len(ids) != n or len(sums) != 8 * dim:
                 raise GalleryError(f"row of speaker {name!r} holds {len(blob)} bytes and {len(ids)} ids for "
                                    f"{n} embeddings of dimension {dim}", path=self.path)
             out.append((name, np.frombuffer(blob, "<f4").reshape(n, dim), ids, np.frombuffer(sums, "<f8")))
-        return out
+        return sorted(out, key=lambda r: r[0])  # sorted here: ORDER BY name would walk the name index, not version's
 
     def read_all(self, dim: int, spare: float = 0.25):
         """Every row at once, checked, for opening: ``(names, counts (S,), rows (cap, D) float32, ids, sums
@@ -192,9 +196,7 @@ class SQLiteStore:
         # table order (rowid), not name order: a sequential walk of the table instead of index lookups
         cur = self.conn.execute("SELECT name, n, embeddings, sums, ids, crc32 FROM speakers")
         for j, (name, k, blob, sum_blob, ids_text, crc) in enumerate(cur):
-            if row_digest(name, ids_text, blob, sum_blob) != crc:
-                raise GalleryError(f"checksum mismatch in the row of speaker {name!r} (corrupt or edited)",
-                                   path=self.path)
+            self._check_row(name, ids_text, blob, sum_blob, crc)
             if len(blob) != k * width or len(sum_blob) != 8 * dim or ids_text.count("\n") != k - 1:
                 raise GalleryError(f"row of speaker {name!r} holds {len(blob)} bytes and {ids_text.count(chr(10)) + 1} "
                                    f"ids for {k} embeddings of dimension {dim}", path=self.path)
@@ -208,8 +210,13 @@ class SQLiteStore:
         rows = np.frombuffer(buf, "<f4").reshape(cap, dim)
         return names, counts, rows, ids, np.frombuffer(sums, "<f8").reshape(s, dim).copy()
 
-    def put(self, name: str, embeddings: np.ndarray, ids: list[str], sums: np.ndarray, seq: int) -> None:
-        """Write speaker ``name``'s full row (inside :meth:`transaction`); ``sums`` (D,) float64."""
+    def _check_row(self, name: str, ids_text: str, blob: bytes, sums: bytes, crc: int) -> None:
+        if row_digest(name, ids_text, blob, sums) != crc:
+            raise GalleryError(f"checksum mismatch in the row of speaker {name!r} (corrupt or edited)", path=self.path)
+
+    def put(self, name: str, embeddings: np.ndarray, ids: list[str], sums: np.ndarray, seq: int, old: int = 0) -> None:
+        """Write speaker ``name``'s full row (inside :meth:`transaction`); ``sums`` (D,) float64; ``old``: how many
+        of the rows were stored already (the row is rewritten whole all the same)."""
         bad = [i for i in ids if "\n" in i]
         if bad:
             raise GalleryError(f"utterance ids may not contain a newline: {bad[0]!r}", path=self.path)
@@ -233,10 +240,62 @@ class SQLiteStore:
         """Inside :meth:`transaction`: delete speaker ``name``'s row (zeroed by ``secure_delete``); bumps
         ``seq`` and ``removals``; returns the new seq."""
         self.conn.execute("DELETE FROM speakers WHERE name = ?", (name,))
+        if self._has_table("snapshot_rows"):
+            self.conn.execute("DELETE FROM snapshot_rows WHERE name = ?", (name,))
         self._bump("removals")
         if self.conn.execute("SELECT COUNT(*) FROM speakers").fetchone()[0] == 0:
             self._set("dim", None)
         return self._bump("seq")
+
+    # ------------------------------------------------------------------ snapshot (spkid.search.snapshot)
+    def _has_table(self, name: str) -> bool:
+        return self.conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone() is not None
+
+    def snapshot_state(self) -> tuple[dict, list[tuple]] | None:
+        """``(info, entries)`` of the published snapshot, read together, or None: ``info`` its JSON record,
+        ``entries`` ``(name, slot, start, n, ids text, crc32)`` in row order."""
+        own = not self.conn.in_transaction
+        if own:
+            self.conn.execute("BEGIN")
+        try:
+            row = self.conn.execute("SELECT value FROM meta WHERE key = 'snapshot'").fetchone()
+            if row is None or not self._has_table("snapshot_rows"):
+                return None
+            # inserted in row order: rowid order is row order (sorted here only if not)
+            entries = self.conn.execute("SELECT name, slot, start, n, ids, crc32 FROM snapshot_rows").fetchall()
+            if any(a[2] > b[2] for a, b in zip(entries, entries[1:])):
+                entries.sort(key=lambda e: e[2])
+            return json.loads(row[0]), entries
+        except (ValueError, sqlite3.DatabaseError) as exc:
+            raise GalleryError(f"corrupt snapshot record: {exc!r}", path=self.path) from None
+        finally:
+            if own:
+                self.conn.execute("COMMIT")
+
+    def snapshot_info(self) -> dict | None:
+        """Inside :meth:`transaction`: the published snapshot's record, or None."""
+        row = self.conn.execute("SELECT value FROM meta WHERE key = 'snapshot'").fetchone()
+        return None if row is None or not self._has_table("snapshot_rows") else json.loads(row[0])
+
+    def snapshot_extent(self, name: str) -> tuple[int, int, int] | None:
+        """Inside :meth:`transaction`: ``(slot, start, n)`` of ``name`` in the published snapshot, or None."""
+        return self.conn.execute("SELECT slot, start, n FROM snapshot_rows WHERE name = ?", (name,)).fetchone()
+
+    def verify(self) -> int:
+        """Check every row's CRC (GalleryError naming the first bad one); returns the rows checked."""
+        n = 0
+        for name, blob, sums, ids_text, crc in self.conn.execute("SELECT name, embeddings, sums, ids, crc32 FROM speakers"):
+            self._check_row(name, ids_text, blob, sums, crc)
+            n += 1
+        return n
+
+    def publish_snapshot(self, info: dict, entries: list[tuple]) -> None:
+        """Inside :meth:`transaction`: make ``info`` / ``entries`` the published snapshot (replacing any)."""
+        self.conn.execute(_SNAPSHOT_SCHEMA)
+        self.conn.execute("DELETE FROM snapshot_rows")
+        self.conn.executemany("INSERT INTO snapshot_rows(name, slot, start, n, ids, crc32) VALUES (?, ?, ?, ?, ?, ?)",
+                              entries)
+        self.conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('snapshot', ?)", (json.dumps(info),))
 
     def set_threshold(self, threshold: float | None) -> None:
         with self.transaction():
