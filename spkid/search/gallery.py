@@ -31,12 +31,13 @@ from spkid.search.index import as_embeddings, l2_normalize
 from spkid.search.live_index import LiveIndex
 from spkid.search.results import Identification, Match, Neighbour
 from spkid.search.sqlite_store import SQLiteStore, is_store_path
+from spkid.search.stored import StoredGallery
 from spkid.search.storage import canonical_json, gallery_paths, read_gallery, write_gallery
 
 __all__ = ["Gallery"]
 
 
-class Gallery:
+class Gallery(StoredGallery):
     """Enrolled speakers and their utterance embeddings.
 
     ``metadata``: a JSON-serialisable dict of how the embeddings were made (model, features, ...), stored
@@ -53,64 +54,7 @@ class Gallery:
         self._store: SQLiteStore | None = None
         self._live: LiveIndex | None = None  # the contents (None while empty)
         self._seq, self._removals, self._data_version = 0, 0, None  # how far the database has been read
-
-    # ------------------------------------------------------------------ database-backed galleries
-    @classmethod
-    def open(cls, path: str | os.PathLike, *, metadata: Mapping[str, Any] | None = None,
-             threshold: float | None = None, index: str = "auto", create: bool = True,
-             expected_metadata: Mapping[str, Any] | None = None) -> "Gallery":
-        """The gallery stored in the SQLite database ``path`` (created with ``metadata`` and ``threshold``
-        when missing and ``create``); changes are written through, durable when each call returns."""
-        store = SQLiteStore(path, create=create, metadata=metadata, threshold=threshold)
-        header = store.header()
-        gallery = cls(header["metadata"], header["threshold"], index=index)
-        gallery._store = store
-        gallery._catch_up()
-        gallery._check_metadata(expected_metadata, store.path)
-        return gallery
-
-    @property
-    def storage_path(self) -> Path | None:
-        """The database this gallery writes through to (``None``: in memory, saved with :meth:`save`)."""
-        return None if self._store is None else self._store.path
-
-    def refresh(self) -> "Gallery":
-        """Catch up with what other processes committed to the database (cheap when nothing did)."""
-        if self._store is not None and self._store.data_version() != self._data_version:
-            self._catch_up()
-        return self
-
-    def _catch_up(self) -> None:
-        store = self._store
-        header = store.header()
-        self._threshold = header["threshold"]
-        replaced = header["removals"] != self._removals
-        if replaced:
-            keep = store.names()
-            for name in [s for s in self.speakers if s not in keep]:
-                self._drop(name)
-            self._removals = header["removals"]
-        if header["seq"] != self._seq:
-            if self._live is None and header["dim"] is not None:  # opening: everything at once
-                names, counts, rows, ids, sums = store.read_all(header["dim"])
-                if names:
-                    self._live = LiveIndex(header["dim"], self._index_mode)
-                    self._live.add_bulk(names, counts, rows, ids, sums)
-            else:
-                for name, x, ids, _ in store.rows_since(self._seq, header["dim"]):
-                    old = self._live.row_count(name) if name in self else 0
-                    if old and (replaced or self.utterance_ids(name) != ids[:old]):
-                        self._drop(name)
-                        old = 0
-                    if len(ids) > old:
-                        self._add(name, x[old:], ids[old:], header["dim"])
-            self._seq = header["seq"]
-        self._data_version = store.data_version()
-
-    def close(self) -> None:
-        """Close the database connection (a database-backed gallery is unusable afterwards)."""
-        if self._store is not None:
-            self._store.close()
+        self._covered, self._pending = 0, None  # rows opened from a snapshot, its checksum check
 
     @property
     def threshold(self) -> float | None:
@@ -241,24 +185,9 @@ class Gallery:
         return prepared
 
     def _write(self, groups) -> "Gallery":
-        if self._store is None:
-            for name, x, ids in self._prepare_all(groups):
-                self._add(name, x, ids, x.shape[1])
-            return self
-        with self._store.transaction():
-            self._catch_up()  # under the write lock: the database's state, others' commits included
-            prepared = self._prepare_all(groups)
-            seq = self._store.begin_write(prepared[0][1].shape[1])
-            for name, x, ids in prepared:
-                sums = x.sum(axis=0, dtype=np.float64)
-                if name in self:
-                    self._store.put(name, np.concatenate([self.embeddings(name), x]), self.utterance_ids(name) + ids,
-                                    self._live.slot_sum_of(name) + sums, seq)
-                else:
-                    self._store.put(name, x, ids, sums, seq)
+        prepared = self._prepare_all(groups) if self._store is None else self._write_through(groups)
         for name, x, ids in prepared:
             self._add(name, x, ids, x.shape[1])
-        self._seq = seq
         return self
 
     def _add(self, name: str, x: np.ndarray, ids: list[str], dim: int) -> None:
@@ -276,14 +205,8 @@ class Gallery:
         deleted (its bytes overwritten) and the write-ahead log truncated before this returns."""
         if self._store is None:
             self._drop(self._check_name(name, enrolled=True))
-            return
-        with self._store.transaction():
-            self._catch_up()
-            self._check_name(name, enrolled=True)
-            seq = self._store.delete(name)
-        self._drop(name)
-        self._seq, self._removals = seq, self._removals + 1
-        self._store.truncate_log()
+        else:
+            self._remove_through(name)
 
     # ------------------------------------------------------------------ identification
     def centroid_scores(self, embeddings) -> np.ndarray:
