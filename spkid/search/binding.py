@@ -14,7 +14,7 @@ import numpy as np
 
 from spkid.errors import GalleryError
 from spkid.search.gallery import Gallery
-from spkid.search.sqlite_store import is_store_path
+from spkid.search.stored import is_database_path
 from spkid.search.storage import canonical_json, gallery_paths
 
 __all__ = ["CHECKED_KEYS", "fingerprint", "gallery_metadata", "check_gallery", "open_gallery"]
@@ -76,7 +76,7 @@ def open_gallery(path, embedder, model_path, *, create: bool, index: str = "auto
     the model's metadata) when it does not exist and ``create``; GalleryError otherwise. A ``.db`` path is a
     SQLite gallery (:meth:`Gallery.open`: changes are written through), any other the npz + json pair."""
     meta = gallery_metadata(embedder, model_path)
-    if is_store_path(path):
+    if is_database_path(path):
         p = Path(path)
         if not create and not p.exists():
             raise GalleryError("no such gallery database", path=p)

@@ -11,10 +11,12 @@ In memory the contents live in a :class:`~spkid.search.live_index.LiveIndex`, up
 enrolment appends, a removal marks dead) and searched exactly or approximately (``index``: ``"auto"``,
 ``"exact"``, ``"speakers"``, ``"pq"``; ``auto`` is exact on small galleries).
 
-On disk a gallery is either a SQLite database (``G.db``, :mod:`spkid.search.sqlite_store`): opened with
-:meth:`Gallery.open`, every :meth:`~Gallery.enroll` / :meth:`~Gallery.enroll_many` / :meth:`~Gallery.remove`
-is a durable transaction when it returns, and each read catches up with other processes' commits -- or the
-older ``NAME.npz`` + ``NAME.json`` pair (:mod:`spkid.search.storage`) written whole by :meth:`~Gallery.save`.
+On disk a gallery is a SQLite database (``G.db``, :mod:`spkid.search.sqlite_store`, opened fast through a
+memory-mapped snapshot of its embeddings, :mod:`spkid.search.snapshot`), a LanceDB directory (``G.lance``,
+:mod:`spkid.search.lance_store`, the ``lancedb`` extra) -- opened with :meth:`Gallery.open`, every
+:meth:`~Gallery.enroll` / :meth:`~Gallery.enroll_many` / :meth:`~Gallery.remove` a durable transaction when it
+returns, each read catching up with other processes' commits (:mod:`spkid.search.stored`) -- or the older
+``NAME.npz`` + ``NAME.json`` pair (:mod:`spkid.search.storage`) written whole by :meth:`~Gallery.save`.
 Binding a gallery to the model that made its embeddings is :mod:`spkid.search.binding`.
 """
 from __future__ import annotations
@@ -30,8 +32,8 @@ from spkid.metrics import compute_eer
 from spkid.search.index import as_embeddings, l2_normalize
 from spkid.search.live_index import LiveIndex
 from spkid.search.results import Identification, Match, Neighbour
-from spkid.search.sqlite_store import SQLiteStore, is_store_path
-from spkid.search.stored import StoredGallery
+from spkid.search.sqlite_store import SQLiteStore
+from spkid.search.stored import StoredGallery, is_database_path
 from spkid.search.storage import canonical_json, gallery_paths, read_gallery, write_gallery
 
 __all__ = ["Gallery"]
@@ -273,11 +275,12 @@ class Gallery(StoredGallery):
 
     # ------------------------------------------------------------------ files
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the gallery to ``path``: a new SQLite database when ``path`` ends in ``.db`` (refused if it
-        exists, unless it is this gallery's own, which is always saved), else ``NAME.npz`` then
-        ``NAME.json`` atomically (:func:`~spkid.search.storage.write_gallery`). Returns the path written."""
+        """Write the gallery to ``path``: a new SQLite database when ``path`` ends in ``.db``, a new LanceDB
+        directory for ``.lance`` (either refused if it exists, unless it is this gallery's own, which is always
+        saved), else ``NAME.npz`` then ``NAME.json`` atomically (:func:`~spkid.search.storage.write_gallery`).
+        Returns the path written."""
         names = self.speakers
-        if is_store_path(path):
+        if is_database_path(path):
             if self._store is not None and Path(path).resolve() == self._store.path.resolve():
                 return self._store.path
             if Path(path).exists():
@@ -297,13 +300,13 @@ class Gallery(StoredGallery):
     @classmethod
     def load(cls, path: str | os.PathLike, expected_metadata: Mapping[str, Any] | None = None,
              index: str = "auto") -> "Gallery":
-        """Read a gallery written by :meth:`save`, checking everything (a ``.db`` path is opened with
+        """Read a gallery written by :meth:`save`, checking everything (a ``.db`` or ``.lance`` path is opened with
         :meth:`open`, the npz + json pair read with :func:`~spkid.search.storage.read_gallery`).
 
         ``expected_metadata``: keys whose stored values must match (e.g. the model and feature
         config of the embedder about to be used); a mismatch raises GalleryError showing both.
         """
-        if is_store_path(path):
+        if is_database_path(path):
             return cls.open(path, create=False, expected_metadata=expected_metadata, index=index)
         jpath, header, speakers = read_gallery(path)
         gallery = cls(header["metadata"], header["threshold"], index=index)

@@ -249,7 +249,8 @@ class SQLiteStore:
 
     # ------------------------------------------------------------------ snapshot (spkid.search.snapshot)
     def _has_table(self, name: str) -> bool:
-        return self.conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone() is not None
+        row = self.conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone()
+        return row is not None
 
     def snapshot_state(self) -> tuple[dict, list[tuple]] | None:
         """``(info, entries)`` of the published snapshot, read together, or None: ``info`` its JSON record,
@@ -284,7 +285,8 @@ class SQLiteStore:
     def verify(self) -> int:
         """Check every row's CRC (GalleryError naming the first bad one); returns the rows checked."""
         n = 0
-        for name, blob, sums, ids_text, crc in self.conn.execute("SELECT name, embeddings, sums, ids, crc32 FROM speakers"):
+        for name, blob, sums, ids_text, crc in self.conn.execute("SELECT name, embeddings, sums, ids, crc32 "
+                                                                 "FROM speakers"):
             self._check_row(name, ids_text, blob, sums, crc)
             n += 1
         return n

@@ -16,15 +16,20 @@ import numpy as np
 
 from spkid.errors import GalleryError
 from spkid.search.live_index import LiveIndex
-from spkid.search.sqlite_store import SQLiteStore
+from spkid.search.sqlite_store import SQLiteStore, is_store_path
 from spkid.search.snapshot import AUTO_ROWS, drop_stale, open_snapshot, write_snapshot, zero_extent
 
-__all__ = ["StoredGallery", "is_lance_path", "open_store"]
+__all__ = ["StoredGallery", "is_lance_path", "is_database_path", "open_store"]
 
 
 def is_lance_path(path: str | os.PathLike) -> bool:
     """True when ``path`` names a LanceDB gallery: a directory whose name ends in ``.lance``."""
     return Path(path).suffix.lower() == ".lance"
+
+
+def is_database_path(path: str | os.PathLike) -> bool:
+    """True when ``path`` names a gallery written through (SQLite ``.db`` or LanceDB ``.lance``), not the pair."""
+    return is_store_path(path) or is_lance_path(path)
 
 
 def open_store(path, *, create: bool, metadata=None, threshold=None):

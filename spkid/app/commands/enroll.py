@@ -66,12 +66,12 @@ def run(args: argparse.Namespace) -> int:
     from filelock import FileLock
 
     from spkid.inference.embedder import load_embedder
-    from spkid.search.sqlite_store import is_store_path
+    from spkid.search.stored import is_database_path
     from spkid.search.storage import gallery_paths
 
     jobs = speakers_to_enroll(args)
     embedder = load_embedder(args.model)
-    if is_store_path(args.gallery):  # SQLite: each enrolment is its own transaction, no file lock needed
+    if is_database_path(args.gallery):  # SQLite: each enrolment is its own transaction, no file lock needed
         return enroll_into(args.gallery, jobs, embedder, args)
     jpath, _ = gallery_paths(args.gallery)
     jpath.parent.mkdir(parents=True, exist_ok=True)

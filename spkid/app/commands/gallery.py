@@ -5,7 +5,11 @@
   rows are deleted with ``secure_delete`` and the write-ahead log truncated, so the voiceprints are gone
   from the files (:meth:`~spkid.search.gallery.Gallery.remove`); the npz + json pair is rewritten without them.
 - ``spkid gallery convert OLD NEW``: copy a gallery between formats, e.g. ``G`` (``G.json`` + ``G.npz``) to
-  ``G.db``, checked on read; metadata and threshold come along. NEW must not exist.
+  ``G.db``, or ``G.db`` to ``G.lance`` (LanceDB, the ``lancedb`` extra) and back, checked on read; metadata and
+  threshold come along. NEW must not exist.
+- ``spkid gallery snapshot --gallery G.db``: write the memory-mapped snapshot that opening maps
+  (:mod:`spkid.search.snapshot`; opening writes one itself past 100k rows without).
+- ``spkid gallery verify --gallery G``: check every stored checksum now.
 """
 from __future__ import annotations
 
@@ -13,20 +17,26 @@ import argparse
 import json
 
 NAME = "gallery"
-HELP = "List, erase speakers from, or convert an enrolment gallery (G.db or the G.json + G.npz pair)."
+HELP = "List, erase, convert, snapshot or verify an enrolment gallery (G.db, G.lance or G.json + G.npz)."
+WHERE = "G.db (SQLite), G.lance (LanceDB) or the G.json + G.npz pair"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     ls = sub.add_parser("list", help="enrolled speakers and their utterance counts")
-    ls.add_argument("--gallery", required=True, metavar="G", help="G.db or the G.json + G.npz pair")
+    ls.add_argument("--gallery", required=True, metavar="G", help=WHERE)
     ls.add_argument("--json", action="store_true", help="print JSON")
     rm = sub.add_parser("remove", help="erase speakers and their embeddings from storage")
-    rm.add_argument("--gallery", required=True, metavar="G", help="G.db or the G.json + G.npz pair")
+    rm.add_argument("--gallery", required=True, metavar="G", help=WHERE)
     rm.add_argument("names", nargs="+", metavar="NAME", help="speaker(s) to erase")
     cv = sub.add_parser("convert", help="copy a gallery into another format (e.g. G -> G.db)")
     cv.add_argument("source", metavar="OLD", help="gallery to read")
-    cv.add_argument("target", metavar="NEW", help="gallery to write (G.db: SQLite; other: G.json + G.npz)")
+    cv.add_argument("target", metavar="NEW",
+                    help="gallery to write (G.db: SQLite; G.lance: LanceDB; other: G.json + G.npz)")
+    sn = sub.add_parser("snapshot", help="write the memory-mapped snapshot of a SQLite gallery (fast opening)")
+    sn.add_argument("--gallery", required=True, metavar="G.db")
+    vf = sub.add_parser("verify", help="check every stored checksum")
+    vf.add_argument("--gallery", required=True, metavar="G", help=WHERE)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,6 +50,15 @@ def run(args: argparse.Namespace) -> int:
               f"threshold {src.threshold}")
         return 0
     gallery = Gallery.load(args.gallery, index="exact")
+    if args.action == "snapshot":
+        print(f"snapshot of {gallery.n_utterances()} utterance(s) written: {gallery.snapshot()}")
+        return 0
+    if args.action == "verify":
+        if gallery.storage_path is None:  # the pair was checked whole by loading it
+            print(f"gallery {args.gallery}: {gallery.n_utterances()} utterance(s), every checksum matches")
+            return 0
+        print(f"gallery {args.gallery}: {gallery.verify()} stored row(s), every checksum matches")
+        return 0
     if args.action == "list":
         rows = [{"name": s, "utterances": gallery.n_utterances(s)} for s in gallery.speakers]
         if args.json:

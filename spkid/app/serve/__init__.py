@@ -50,7 +50,7 @@ def serve(model: str | os.PathLike, gallery: str | os.PathLike, *, host: str = "
     """Run the service until interrupted. ``token`` defaults to ``$SPKID_TOKEN``. With ``server="werkzeug"``,
     ``ready(server)`` (optional) is called once it listens."""
     from spkid.inference.export import open_embedder
-    from spkid.search.sqlite_store import is_store_path
+    from spkid.search.stored import is_database_path
 
     token = token or os.environ.get("SPKID_TOKEN") or None
     check_exposure(host, token, insecure)
@@ -58,7 +58,7 @@ def serve(model: str | os.PathLike, gallery: str | os.PathLike, *, host: str = "
         raise ConfigError(f"server must be one of {SERVERS}, got {server!r}")
     if workers < 1 or threads < 1:
         raise ConfigError(f"--workers and --threads must be at least 1, got {workers} and {threads}")
-    if workers > 1 and not is_store_path(gallery):
+    if workers > 1 and not is_database_path(gallery):
         raise ConfigError(f"--workers {workers} needs a SQLite gallery that every worker shares (G.db); convert "
                           f"this one with: spkid gallery convert {gallery} NEW.db")
     options = dict(threshold=threshold, top_k=top_k, max_upload_mb=max_upload_mb, model_source=model, token=token,
