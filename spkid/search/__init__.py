@@ -1,7 +1,8 @@
 """Embeddings to names: k-nearest-neighbour speaker search (``index``) and enrolment galleries
-(``gallery``, answering with ``results``, searched through ``live_index``; stored in a SQLite database by
-``sqlite_store`` or in the older npz + json pair of ``storage``; bound to a model in ``binding``); verification
-trial lists (``trials``) and their scoring and normalisation (``scoring``); who speaks when (``timeline``).
+(``gallery``, answering with ``results``, searched through ``live_index``; written through by ``stored`` to a
+SQLite database (``sqlite_store``, opened through the memory-mapped ``snapshot``) or a LanceDB directory
+(``lance_store``), or saved whole as the older npz + json pair of ``storage``; bound to a model in ``binding``);
+verification trial lists (``trials``) and their scoring and normalisation (``scoring``); who speaks when (``timeline``).
 
 Public names are imported lazily: ``import spkid.search`` stays cheap.
 """
@@ -20,6 +21,7 @@ _LAZY = {
     "Neighbour": "results",
     "LiveIndex": "live_index",
     "SQLiteStore": "sqlite_store",
+    "LanceStore": "lance_store",
     "open_gallery": "binding",
     "check_gallery": "binding",
     "gallery_metadata": "binding",
