@@ -30,7 +30,6 @@ import json
 import math
 import os
 import secrets
-import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -67,18 +66,21 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _fsync_tree(root: Path, since_ns: int) -> None:
-    """fsync every file under ``root`` changed since ``since_ns`` and every folder (LanceDB does not)."""
-    for folder, _, files in os.walk(root):
-        for name in files:
-            path = os.path.join(folder, name)
-            if os.stat(path).st_mtime_ns >= since_ns:
-                fd = os.open(path, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-        fd = os.open(folder, os.O_RDONLY)
+def _files(root: Path) -> dict[str, tuple[int, int]]:
+    """``{path: (mtime_ns, size)}`` of every file under ``root``."""
+    out = {}
+    for folder, _, names in os.walk(root):
+        for name in names:
+            st = os.stat(os.path.join(folder, name))
+            out[os.path.join(folder, name)] = (st.st_mtime_ns, st.st_size)
+    return out
+
+
+def _fsync_changes(root: Path, before: dict[str, tuple[int, int]]) -> None:
+    """fsync every file under ``root`` new or changed since ``before`` (LanceDB does not), and their folders."""
+    changed = [p for p, stamp in _files(root).items() if before.get(p) != stamp]
+    for path in changed + sorted({os.path.dirname(p) for p in changed} | {str(root)}):
+        fd = os.open(path, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:
@@ -205,7 +207,7 @@ class LanceStore:
 
     def _commit(self, staged: dict) -> None:
         meta = {**self.header(), **staged["meta"]}
-        since = time.time_ns() - 2_000_000_000
+        before = _files(self.path / f"{TABLE}.lance")
         table = self._table()
         if staged["rows"]:
             import pyarrow as pa
@@ -236,7 +238,7 @@ class LanceStore:
             else:
                 self._compact(table)
         if table is not None:
-            _fsync_tree(self.path / f"{TABLE}.lance", since)
+            _fsync_changes(self.path / f"{TABLE}.lance", before)
         meta["table_version"] = None if table is None else table.version
         self._write_meta(meta)
 
