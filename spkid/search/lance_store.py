@@ -41,7 +41,7 @@ from spkid.fileio import atomic_write_bytes
 from spkid.search.sqlite_store import row_digest
 from spkid.search.storage import header_digest
 
-__all__ = ["FORMAT", "VERSION", "META_FILE", "LanceStore"]
+__all__ = ["FORMAT", "VERSION", "META_FILE", "read_header", "LanceStore"]
 
 FORMAT = "spkid-gallery-lancedb"
 VERSION = 1
@@ -85,6 +85,26 @@ def _fsync_changes(root: Path, before: dict[str, tuple[int, int]]) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def read_header(path: str | os.PathLike) -> dict:
+    """The checked ``spkid-gallery.json`` of the LanceDB gallery ``path`` (plain JSON: no LanceDB needed, which
+    is how ``spkid serve`` checks a gallery in gunicorn's arbiter, where lance must not start before the fork)."""
+    path = Path(path)
+    try:
+        meta = json.loads((path / META_FILE).read_text(encoding="utf-8"))
+        ok = isinstance(meta, dict) and meta.get("header_sha256") == header_digest(meta)
+    except (OSError, ValueError, TypeError) as exc:
+        raise GalleryError(f"cannot read {META_FILE}: {exc}", path=path) from None
+    if not ok:
+        raise GalleryError(f"{META_FILE} checksum mismatch (edited or corrupt)", path=path)
+    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
+        raise GalleryError(f"not a {FORMAT} version {VERSION} gallery (format {meta.get('format')!r}, "
+                           f"version {meta.get('version')!r})", path=path)
+    thr = meta.get("threshold")
+    if thr is not None and not (isinstance(thr, (int, float)) and math.isfinite(thr)):
+        raise GalleryError(f"stored threshold must be a finite number or null, got {thr!r}", path=path)
+    return meta
 
 
 class LanceStore:
@@ -152,23 +172,9 @@ class LanceStore:
     def header(self) -> dict:
         """``{"dim", "threshold", "metadata", "seq", "removals", "table_version"}`` as committed now."""
         stamp = self.data_version()
-        if self._cache is not None and self._cache[0] == stamp:
-            return dict(self._cache[1])
-        try:
-            meta = json.loads(self._meta_path.read_text(encoding="utf-8"))
-            ok = isinstance(meta, dict) and meta.get("header_sha256") == header_digest(meta)
-        except (OSError, ValueError, TypeError) as exc:
-            raise GalleryError(f"cannot read {META_FILE}: {exc}", path=self.path) from None
-        if not ok:
-            raise GalleryError(f"{META_FILE} checksum mismatch (edited or corrupt)", path=self.path)
-        if meta.get("format") != FORMAT or meta.get("version") != VERSION:
-            raise GalleryError(f"not a {FORMAT} version {VERSION} gallery (format {meta.get('format')!r}, "
-                               f"version {meta.get('version')!r})", path=self.path)
-        thr = meta["threshold"]
-        if thr is not None and not (isinstance(thr, (int, float)) and math.isfinite(thr)):
-            raise GalleryError(f"stored threshold must be a finite number or null, got {thr!r}", path=self.path)
-        self._cache = (stamp, meta)
-        return dict(meta)
+        if self._cache is None or self._cache[0] != stamp:
+            self._cache = (stamp, read_header(self.path))
+        return dict(self._cache[1])
 
     # ------------------------------------------------------------------ transactions
     @contextlib.contextmanager

@@ -1,7 +1,7 @@
 """The deployable service (issue 17): token auth on the routes that change the gallery, refusing to listen
 beyond loopback without one, DELETE erasing from storage (checked in the database bytes), batch
 identification, request counts and latency in /health, and a real gunicorn server with two workers
-sharing one SQLite gallery, one of them killed with SIGKILL."""
+sharing one gallery, one of them killed with SIGKILL; DELETE and gunicorn also with a LanceDB gallery (G.lance)."""
 from __future__ import annotations
 
 import concurrent.futures
@@ -37,14 +37,25 @@ def _form(paths, **fields):
 
 
 def _db_bytes(path: Path) -> bytes:
+    if path.is_dir():  # G.lance
+        return b"".join(p.read_bytes() for p in path.rglob("*") if p.is_file())
     return b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
 
 
+def _gallery_name(request) -> str:
+    name = getattr(request, "param", "g.db")
+    if name.endswith(".lance"):
+        pytest.importorskip("lancedb")
+        pytest.importorskip("lance")
+    return name
+
+
 @pytest.fixture
-def app_db(tmp_path):
-    app = create_app(MeanStdEmbedder(), tmp_path / "g.db", token=TOKEN)
+def app_db(tmp_path, request):
+    path = tmp_path / _gallery_name(request)
+    app = create_app(MeanStdEmbedder(), path, token=TOKEN)
     app.testing = True
-    return app, tmp_path / "g.db"
+    return app, path
 
 
 def test_changing_the_gallery_needs_the_token(app_db, clips):
@@ -73,6 +84,7 @@ def test_non_loopback_needs_a_token_or_insecure(tmp_path, monkeypatch):
         serve("stub", tmp_path / "g", workers=2)
 
 
+@pytest.mark.parametrize("app_db", ["g.db", "g.lance"], indirect=True)
 def test_delete_erases_the_speaker_from_storage(app_db, clips):
     app, db = app_db
     c, auth = app.test_client(), {"Authorization": f"Bearer {TOKEN}"}
@@ -115,8 +127,11 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def test_gunicorn_workers_share_the_gallery_and_survive_kill_9(tmp_path, clips):
+@pytest.mark.parametrize("gallery", ["g.db", "g.lance"])
+def test_gunicorn_workers_share_the_gallery_and_survive_kill_9(tmp_path, clips, gallery):
     pytest.importorskip("gunicorn")
+    if gallery.endswith(".lance"):
+        pytest.importorskip("lancedb")
     from spkid.app.serve.client import Client
 
     log = tmp_path / "server.log"
@@ -124,7 +139,7 @@ def test_gunicorn_workers_share_the_gallery_and_survive_kill_9(tmp_path, clips):
     env.pop("SPKID_TOKEN", None)
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, "-c", LAUNCHER, "serve", "--model", "stub", "--gallery",
-                                 str(tmp_path / "g.db"), "--port", "0", "--workers", "2", "--threads", "2"],
+                                 str(tmp_path / gallery), "--port", "0", "--workers", "2", "--threads", "2"],
                                 stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO)
     try:
         deadline = time.monotonic() + 90
@@ -159,4 +174,4 @@ def test_gunicorn_workers_share_the_gallery_and_survive_kill_9(tmp_path, clips):
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
-    assert Gallery.open(tmp_path / "g.db").n_utterances("jackson") == 3
+    assert Gallery.open(tmp_path / gallery).n_utterances("jackson") == 3

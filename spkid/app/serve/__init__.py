@@ -81,17 +81,32 @@ def serve(model: str | os.PathLike, gallery: str | os.PathLike, *, host: str = "
     _gunicorn(model, gallery, options, host=host, port=port, workers=workers, threads=threads, auth=auth)
 
 
+def _check_lance(model, gallery) -> None:
+    """The checks of :func:`~spkid.search.binding.open_gallery` on a LanceDB gallery without starting LanceDB."""
+    from spkid.inference.export import open_embedder
+    from spkid.search.binding import check_gallery, gallery_metadata
+    from spkid.search.gallery import Gallery
+    from spkid.search.lance_store import read_header
+
+    if os.path.exists(gallery):
+        check_gallery(Gallery(read_header(gallery)["metadata"]), gallery_metadata(open_embedder(model), model), gallery)
+
+
 def _gunicorn(model, gallery, options: dict, *, host: str, port: int, workers: int, threads: int, auth: str) -> None:
     try:
         from gunicorn.app.base import BaseApplication
     except ImportError:
         raise BackendError("spkid serve needs gunicorn: pip install 'spkid[serve]' (or server='werkzeug')") from None
     from spkid.inference.export import open_embedder
+    from spkid.search.stored import is_lance_path
 
     # check the model and the gallery once, here, so that a mismatch is one line and exit 2, not a worker
     # that fails to boot; the gallery is closed again before the fork (each worker opens its own)
-    probe = create_app(open_embedder(model), gallery, **options).extensions["spkid"]["gallery"]
-    probe.close()
+    if is_lance_path(gallery):  # lance is not fork-safe (workers forked after it ran crashed): its json only
+        _check_lance(model, gallery)
+    else:
+        probe = create_app(open_embedder(model), gallery, **options).extensions["spkid"]["gallery"]
+        probe.close()
 
     def on_ready(arbiter):
         bound = arbiter.LISTENERS[0].sock.getsockname()
