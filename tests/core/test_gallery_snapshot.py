@@ -3,8 +3,6 @@ gallery as reading every row, changes after it are read from the database, a rem
 the snapshot file too, and corrupted snapshot bytes are caught by their checksums and read from the database."""
 from __future__ import annotations
 
-import sqlite3
-
 import numpy as np
 import pytest
 
@@ -14,6 +12,7 @@ from spkid.search.gallery import Gallery
 from spkid.search.index import l2_normalize
 from spkid.search.snapshot import zero_extent
 from spkid.search.sqlite_store import SQLiteStore
+from tests.core.test_gallery_store import corrupt_a_row
 
 D = 16
 
@@ -124,12 +123,7 @@ def test_verify_checks_the_database_rows_a_snapshot_covers(tmp_path, rng):
     g.enroll("alice", _unit(rng, 3))
     g.snapshot()
     g.close()
-    con = sqlite3.connect(path)
-    blob = bytearray(con.execute("SELECT embeddings FROM speakers").fetchone()[0])
-    blob[3] ^= 0xFF
-    con.execute("UPDATE speakers SET embeddings = ?", (bytes(blob),))
-    con.commit()
-    con.close()
+    corrupt_a_row(path)
     again = Gallery.open(path, create=False)  # served from the (intact) snapshot
     with pytest.raises(GalleryError, match=r"g\.db: checksum mismatch in the row of speaker 'alice'"):
         again.verify()

@@ -56,8 +56,16 @@ def test_enrolments_are_durable_and_match_the_in_memory_gallery(tmp_path, rng):
     assert Gallery.open(tmp_path / "g.db").n_utterances() == 14  # the refused writes left nothing
 
 
-def test_other_processes_see_enrolments_and_removals(tmp_path, rng):
-    path = tmp_path / "g.db"
+def _backend(name: str) -> str:
+    if name.endswith(".lance"):  # the same tests on a LanceDB gallery (spkid.search.lance_store)
+        pytest.importorskip("lancedb")
+        pytest.importorskip("lance")
+    return name
+
+
+@pytest.mark.parametrize("name", ["g.db", "g.lance"])
+def test_other_processes_see_enrolments_and_removals(tmp_path, rng, name):
+    path = tmp_path / _backend(name)
     g = Gallery.open(path)
     g.enroll("alice", rng.normal(size=(3, D)))
     bob = rng.normal(size=(2, D)).astype(np.float32)
@@ -75,8 +83,9 @@ def test_other_processes_see_enrolments_and_removals(tmp_path, rng):
     assert g.refresh().speakers == ["alice"]
 
 
-def test_concurrent_writers_lose_nothing(tmp_path):
-    path = tmp_path / "g.db"
+@pytest.mark.parametrize("name", ["g.db", "g.lance"])
+def test_concurrent_writers_lose_nothing(tmp_path, name):
+    path = tmp_path / _backend(name)
     Gallery.open(path).close()
     code = textwrap.dedent("""
         import sys, numpy as np
@@ -130,15 +139,20 @@ def test_remove_erases_the_embeddings_from_the_files(tmp_path, rng):
     assert Gallery.open(path).speakers == ["keep"]
 
 
-def test_checksums_catch_a_modified_row(tmp_path, rng):
-    path = tmp_path / "g.db"
-    Gallery.open(path).enroll("alice", rng.normal(size=(3, D))).close()
+def corrupt_a_row(path, byte: int = 5) -> None:
+    """Flip one byte of the first speaker row's embeddings in the database, behind spkid's back."""
     con = sqlite3.connect(path)
     blob = bytearray(con.execute("SELECT embeddings FROM speakers").fetchone()[0])
-    blob[5] ^= 0xFF
+    blob[byte] ^= 0xFF
     con.execute("UPDATE speakers SET embeddings = ?", (bytes(blob),))
     con.commit()
     con.close()
+
+
+def test_checksums_catch_a_modified_row(tmp_path, rng):
+    path = tmp_path / "g.db"
+    Gallery.open(path).enroll("alice", rng.normal(size=(3, D))).close()
+    corrupt_a_row(path)
     with pytest.raises(GalleryError, match="checksum mismatch in the row of speaker 'alice'"):
         Gallery.open(path)
     with pytest.raises(GalleryError, match="no such gallery database"):
