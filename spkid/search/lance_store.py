@@ -2,8 +2,8 @@
 :class:`~spkid.search.gallery.Gallery` API, for galleries that outgrow one SQLite file (needs the ``lancedb``
 extra: ``pip install 'spkid[lancedb]'``, LanceDB's embedded engine and ``pylance``).
 
-The directory holds a LanceDB table ``utterances`` -- a row per utterance: ``sid`` (a random 62-bit id per
-speaker), ``speaker``, ``utt`` (its id), ``seq`` (the write that added it), ``vector`` (``D`` float32, unit),
+The directory holds a LanceDB table ``utterances`` -- a row per utterance: ``sid`` (a number per speaker,
+in enrolment order), ``speaker``, ``utt`` (its id), ``seq`` (the write that added it), ``vector`` (``D`` float32, unit),
 and per *chunk* (the rows one write added to one speaker) ``pos`` / ``n`` (place in it, its size) and
 ``crc32`` (of name, ids and vector bytes, :func:`~spkid.search.sqlite_store.row_digest`) -- and
 ``spkid-gallery.json``: format, dimension, threshold, the caller's metadata, ``seq``, ``removals``, the table
@@ -29,7 +29,6 @@ import contextlib
 import json
 import math
 import os
-import secrets
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -49,7 +48,7 @@ META_FILE = "spkid-gallery.json"
 TABLE = "utterances"
 LOCK_TIMEOUT_S = 60
 COMPACT_FRAGMENTS = 64  # more fragments than this (an append per enrolment): merge them
-FRAGMENT_ROWS = 131_072  # rows per fragment after compaction (what a removal's rewrite costs at most)
+FRAGMENT_ROWS = 16_384  # rows per fragment (16 MiB at D = 256): what a removal rewrites per fragment it touches
 _COLUMNS = ["sid", "speaker", "utt", "seq", "pos", "n", "crc32", "vector"]
 
 
@@ -128,6 +127,7 @@ class LanceStore:
         self._lock = FileLock(str(self.path / ".lock"), timeout=LOCK_TIMEOUT_S)
         self._staged: dict | None = None
         self._sid: dict[str, int] = {}
+        self._next_sid = 0
         self._cache: tuple | None = None
         if not self._meta_path.exists():
             try:
@@ -233,7 +233,9 @@ class LanceStore:
                     cols[key].extend(value)
             vec = np.concatenate([x for _, _, x, _, _ in staged["rows"]]).astype("<f4")
             cols["vector"] = pa.FixedSizeListArray.from_arrays(pa.array(vec.ravel()), dim)
-            table.add(pa.table(cols, schema=schema))
+            data = pa.table(cols, schema=schema)
+            for a in range(0, data.num_rows, FRAGMENT_ROWS):  # a commit each: only the json's counts
+                table.add(data.slice(a, FRAGMENT_ROWS))
             if len(table.to_lance().get_fragments()) > COMPACT_FRAGMENTS:
                 self._compact(table)
         if staged["delete"]:
@@ -269,8 +271,8 @@ class LanceStore:
 
     def put(self, name: str, embeddings: np.ndarray, ids: list[str], sums: np.ndarray, seq: int, old: int = 0) -> None:
         """Inside :meth:`transaction`: stage speaker ``name``'s rows past the ``old`` already stored (an append)."""
-        if not old:  # a new speaker (the gallery caught up under the lock): a new id
-            self._sid[name] = secrets.randbits(62)
+        if not old:  # a new speaker (the gallery caught up under the lock, so every id in use is known): the next
+            self._sid[name] = self._next_sid = max(self._next_sid, max(self._sid.values(), default=0)) + 1
         elif name not in self._sid:
             self._sid[name] = self._read(["sid"], f"speaker = {_quote(name)}")["sid"].to_pylist()[0]
         self._staged["rows"].append((name, self._sid[name], np.ascontiguousarray(embeddings[old:], "<f4"),
@@ -314,19 +316,21 @@ class LanceStore:
     def names(self) -> set[str]:
         return set(self._read(["speaker"])["speaker"].unique().to_pylist())
 
-    def _grouped(self, table, dim: int, spare: int = 0):
-        """``(names, counts, rows (n + spare, D), ids)`` of an arrow table of utterance rows, grouped by speaker in
-        enrolment order (``spare`` zero rows after them), every chunk's CRC and shape checked."""
+    def _grouped(self, table, dim: int):
+        """``(names, counts, rows (n, D), ids)`` of an arrow table of utterance rows, grouped by speaker in
+        enrolment order, every chunk's CRC and shape checked."""
         n = table.num_rows
-        rows = np.zeros((n + spare, dim), np.float32)
         if not n:
-            return [], np.zeros(0, np.int64), rows, []
+            return [], np.zeros(0, np.int64), np.zeros((0, dim), np.float32), []
         sid, seq, pos, size, crc = (table[c].to_numpy() for c in ("sid", "seq", "pos", "n", "crc32"))
         order = np.lexsort((pos, seq, sid))
         flat = table["vector"].combine_chunks().values.to_numpy(zero_copy_only=False)
         if flat.size != n * dim:
             raise GalleryError(f"vectors of dimension {flat.size // n}, expected {dim}", path=self.path)
-        np.take(flat.reshape(n, dim), order, axis=0, out=rows[:n])
+        if (order != np.arange(n)).any():
+            rows = flat.reshape(n, dim)[order]
+        else:  # in enrolment order already: the arrow buffer itself (read-only; the index copies when it grows)
+            rows = flat.reshape(n, dim)
         ids = table["utt"].take(order).to_pylist()
         sid, seq, pos, size, crc = sid[order], seq[order], pos[order], size[order], crc[order]
         cut = np.flatnonzero((sid[1:] != sid[:-1]) | (seq[1:] != seq[:-1])) + 1
@@ -359,11 +363,10 @@ class LanceStore:
             a += k
         return sorted(out, key=lambda r: r[0])
 
-    def read_all(self, dim: int, spare: float = 0.25):
-        """Every row, checked, for opening: ``(names, counts, rows (cap, D), ids, None)`` (the sums are then
-        computed from the rows)."""
-        table = self._read(_COLUMNS)
-        names, counts, rows, ids = self._grouped(table, dim, max(int(table.num_rows * spare), 1024))
+    def read_all(self, dim: int):
+        """Every row, checked, for opening: ``(names, counts, rows (n, D), ids, None)`` (no spare rows, the index
+        grows at the first enrolment; the sums are computed from the rows)."""
+        names, counts, rows, ids = self._grouped(self._read(_COLUMNS), dim)
         return names, counts, rows, ids, None
 
     def verify(self) -> int:

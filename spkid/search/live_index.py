@@ -166,10 +166,10 @@ class LiveIndex:
         else:
             self.slot_sum = np.zeros((s + max(s // 4, 256), self.dim), np.float64)
             if sums is None:
-                for a in range(0, s, 4096):  # whole speakers at a time
-                    b = min(a + 4096, s)
-                    self.slot_sum[a:b] = np.add.reduceat(rows[packed[a] : packed[b]], packed[a:b] - packed[a],
-                                                         axis=0, dtype=np.float64)
+                for a in range(0, s, 512):  # whole speakers at a time, cast first (a casting reduceat is slower)
+                    b = min(a + 512, s)
+                    self.slot_sum[a:b] = np.add.reduceat(rows[packed[a] : packed[b]].astype(np.float64),
+                                                         packed[a:b] - packed[a], axis=0)
             else:
                 self.slot_sum[:s] = sums
         cap_s = self.slot_sum.shape[0]
