@@ -138,3 +138,17 @@ def test_opening_writes_a_snapshot_when_it_read_many_rows(tmp_path, rng, monkeyp
     assert first._covered == 12 and len(_snapshots(path)) == 1
     assert _settled(path)._covered == 12
     assert Gallery.open(path, create=False, snapshot=False)._covered == 12
+
+
+def test_gallery_command_snapshots_and_verifies(tmp_path, rng, capsys):
+    from spkid.app.cli import main
+
+    path = tmp_path / "g.db"
+    Gallery.open(path).enroll("alice", _unit(rng, 3)).close()
+    assert main(["gallery", "snapshot", "--gallery", str(path)]) == 0
+    assert "snapshot of 3 utterance(s) written" in capsys.readouterr().out and len(_snapshots(path)) == 1
+    assert main(["gallery", "verify", "--gallery", str(path)]) == 0
+    assert "1 stored row(s), every checksum matches" in capsys.readouterr().out
+    corrupt_a_row(path)
+    assert main(["gallery", "verify", "--gallery", str(path)]) == 2
+    assert "checksum mismatch in the row of speaker 'alice'" in capsys.readouterr().err
