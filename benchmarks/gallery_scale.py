@@ -24,6 +24,7 @@ clustered: each speaker a random direction, each utterance at cosine ~``--spread
 
     python benchmarks/gallery_scale.py --sizes 10000 100000 1000000      # ~10 min at 1M on 2 cores
     python benchmarks/gallery_scale.py --backend lancedb --sizes 10000 100000 --no-alternatives
+    python benchmarks/gallery_scale.py --reopen G.db --repeat 3   # an existing gallery: every row vs the snapshot
 
 Goal (issue 17), at 1M utterances: identify <= 5 ms with the exact top speaker on >= 99 % of near queries,
 one enrolment <= 50 ms including durability, open <= 2 s.
@@ -135,6 +136,29 @@ def lance_search(db: Path, g: Gallery, q: np.ndarray) -> tuple[np.ndarray, float
     return np.asarray(ms), float(np.mean(agree))
 
 
+def reopen(db: Path, repeat: int) -> None:
+    """Open an existing SQLite gallery ``repeat`` times each way, alternately: reading every row, and through its
+    snapshot (written first if it has none); the medians."""
+    Gallery.open(db, create=False).close()  # writes the snapshot when it has none (past AUTO_ROWS)
+    times = {"every row": [], "snapshot": [], "snapshot, verified": []}
+    for _ in range(repeat):
+        g, t = timed(lambda: Gallery.open(db, index="exact", create=False, snapshot=False))
+        times["every row"].append(t)
+        g.close()
+        del g
+        t0 = time.perf_counter()
+        g = Gallery.open(db, index="exact", create=False)
+        times["snapshot"].append(time.perf_counter() - t0)
+        g._settle(wait=True)
+        times["snapshot, verified"].append(time.perf_counter() - t0)
+        n = g.n_utterances()
+        g.close()
+        del g
+    print(f"{db}: {n} utterances, open (median of {repeat}): "
+          + ", ".join(f"{k} {np.median(v):.2f} s" for k, v in times.items())
+          + f"; load average {os.getloadavg()[0]:.1f}", flush=True)
+
+
 def one_size(n: int, args, tmp: Path) -> dict:
     rng = np.random.default_rng(args.seed)
     n_spk = n // args.per_speaker
@@ -218,7 +242,12 @@ def main(argv=None) -> int:
     p.add_argument("--no-alternatives", dest="alternatives", action="store_false")
     p.add_argument("--dir", help="where the databases go (default: a temporary folder, removed)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--reopen", type=Path, help="only time opening this existing SQLite gallery (see reopen)")
+    p.add_argument("--repeat", type=int, default=3)
     args = p.parse_args(argv)
+    if args.reopen:
+        reopen(args.reopen, args.repeat)
+        return 0
     tmp = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="spkid-gallery-scale-"))
     tmp.mkdir(parents=True, exist_ok=True)
     try:

@@ -45,18 +45,21 @@ class StoredGallery:
     """Mixin: the database-backed part of :class:`~spkid.search.gallery.Gallery` (which sets ``_store``,
     ``_live``, ``_seq``, ``_removals``, ``_data_version`` and provides ``_add`` / ``_drop`` / ``_prepare_all``)."""
 
+    _use_snapshot = True  # opening maps a SQLite gallery's snapshot when there is one
+
     @classmethod
     def open(cls, path: str | os.PathLike, *, metadata: Mapping[str, Any] | None = None,
              threshold: float | None = None, index: str = "auto", create: bool = True,
              expected_metadata: Mapping[str, Any] | None = None, snapshot: bool = True):
         """The gallery stored at ``path`` -- a SQLite database (``.db``, ``.sqlite``, ``.sqlite3``) or a LanceDB
         directory (``.lance``) -- created with ``metadata`` and ``threshold`` when missing and ``create``; changes
-        are written through, durable when each call returns. ``snapshot``: on SQLite, write the memory-mapped
-        snapshot when opening had to read :data:`~spkid.search.snapshot.AUTO_ROWS` rows or more without one."""
+        are written through, durable when each call returns. ``snapshot`` (SQLite): open through the memory-mapped
+        snapshot, and write one when opening had to read :data:`~spkid.search.snapshot.AUTO_ROWS` rows or more
+        without it; False: read every row from the database and write none."""
         store = open_store(path, create=create, metadata=metadata, threshold=threshold)
         header = store.header()
         gallery = cls(header["metadata"], header["threshold"], index=index)
-        gallery._store = store
+        gallery._store, gallery._use_snapshot = store, bool(snapshot)
         gallery._catch_up()
         gallery._check_metadata(expected_metadata, store.path)
         if snapshot and isinstance(store, SQLiteStore) and gallery.n_utterances() - gallery._covered >= AUTO_ROWS:
@@ -102,7 +105,7 @@ class StoredGallery:
     def _load_all(self, header: dict) -> None:
         """Fill the empty index: from the snapshot when there is one, else every row."""
         store, dim = self._store, header["dim"]
-        snap = store.snapshot_state() if isinstance(store, SQLiteStore) else None
+        snap = store.snapshot_state() if isinstance(store, SQLiteStore) and self._use_snapshot else None
         opened = None if snap is None else open_snapshot(store.path, *snap, dim, self._index_mode)
         if opened is not None:
             self._live, self._pending = opened

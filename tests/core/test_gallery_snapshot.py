@@ -137,7 +137,7 @@ def test_opening_writes_a_snapshot_when_it_read_many_rows(tmp_path, rng, monkeyp
     first = Gallery.open(path, create=False)
     assert first._covered == 12 and len(_snapshots(path)) == 1
     assert _settled(path)._covered == 12
-    assert Gallery.open(path, create=False, snapshot=False)._covered == 12
+    assert Gallery.open(path, create=False, snapshot=False)._covered == 0  # every row read from the database
 
 
 def test_gallery_command_snapshots_and_verifies(tmp_path, rng, capsys):
