@@ -29,6 +29,7 @@ import contextlib
 import json
 import math
 import os
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -296,9 +297,9 @@ class LanceStore:
         return True
 
     # ------------------------------------------------------------------ reads
-    def _read(self, columns: list[str], where: str | None = None, tries: int = 5):
-        """Columns of the committed table version (an empty table when there is none); retried at the newly
-        committed version when a removal's cleanup deleted the files under the read."""
+    def _read(self, columns: list[str], where: str | None = None, tries: int = 8):
+        """Columns of the committed table version (an empty table when there is none). A removal's cleanup deletes
+        the older versions just before its json names the new one: a read that lost its files waits for it."""
         import pyarrow as pa
 
         for attempt in range(tries):
@@ -309,8 +310,9 @@ class LanceStore:
                 ds = self._lance.dataset(str(self.path / f"{TABLE}.lance"), version=version)
                 return ds.to_table(columns=columns, filter=where)
             except Exception as exc:  # noqa: BLE001 - lance raises OSError / ValueError / its own kinds
-                if attempt == tries - 1 or self.header()["table_version"] == version:
+                if attempt == tries - 1:
                     raise GalleryError(f"cannot read the LanceDB table: {exc}", path=self.path) from None
+                time.sleep(0.05 * (attempt + 1))
         raise AssertionError("unreachable")
 
     def names(self) -> set[str]:

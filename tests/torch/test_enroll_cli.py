@@ -126,3 +126,17 @@ def test_a_sqlite_gallery_through_the_commands(run, fsdd_dir, tmp_path, capsys):
         assert [r["candidates"] for r in got] == [r["candidates"] for r in want]
     assert main(["gallery", "remove", "--gallery", str(db), "theo"]) == 0
     assert [r["speaker"] for r in es.identify_json(capsys, run, db, clips[1:2])["results"]] != ["theo"]
+
+
+def test_enroll_and_identify_through_a_lance_gallery(run, fsdd_dir, tmp_path, capsys):
+    pytest.importorskip("lancedb")
+    pytest.importorskip("lance")
+    gallery = tmp_path / "voices.lance"
+    solo = fsdd_dir / "7_theo_40.wav"
+    assert enroll(run, gallery, "george", *es.fsdd_files(fsdd_dir, "george", [20])[:3]) == 0
+    assert enroll(run, gallery, "solo", solo) == 0
+    me = es.identify_json(capsys, run, gallery, [solo])["results"][0]
+    assert me["speaker"] == "solo" and me["score"] > 0.9999
+    assert me["neighbours"][0]["utterance"] == str(solo.absolute())
+    assert main(["gallery", "remove", "--gallery", str(gallery), "solo"]) == 0
+    assert es.identify_json(capsys, run, gallery, [solo])["results"][0]["speaker"] == "george"

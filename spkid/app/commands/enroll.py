@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
 
     jobs = speakers_to_enroll(args)
     embedder = load_embedder(args.model)
-    if is_database_path(args.gallery):  # SQLite: each enrolment is its own transaction, no file lock needed
+    if is_database_path(args.gallery):  # G.db / G.lance: each enrolment is its own transaction, no lock here
         return enroll_into(args.gallery, jobs, embedder, args)
     jpath, _ = gallery_paths(args.gallery)
     jpath.parent.mkdir(parents=True, exist_ok=True)
