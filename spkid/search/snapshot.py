@@ -18,9 +18,12 @@ from the database instead.
 - **opening** maps the file copy-on-write (what the process then writes stays in its memory), checks every
   speaker's CRC, takes the rows as the index's storage and then reads from the database only what changed
   since: rows with ``version > seq``, names when ``removals`` moved. A snapshot never has to be current.
-- **checksums**: a speaker whose snapshot bytes fail their CRC (a corrupted byte, a removal killed before its
-  commit) is read from the database instead (its row checked there), with a warning naming the file.
-  The database rows a snapshot covers are not re-read at open: :meth:`Gallery.verify` checks them all.
+- **checksums**, checked in a background thread after opening returns (answers given before it is done, about
+  half a second at 1M utterances, use the bytes as mapped): a speaker whose snapshot bytes fail their CRC (a
+  corrupted byte, a removal killed before its commit) is read from the database instead (its row checked
+  there), with a warning naming the file; then every database row the snapshot covers is checked too, and a
+  failing one makes every later read or write of that gallery raise GalleryError naming ``G.db`` and the
+  speaker, as opening it by reading every row would have.
 - **erasure**: a removal zeroes the speaker's rows and sum in the file and fsyncs it, and deletes every
   snapshot file not published (an older one, one whose writer was killed), before its transaction commits.
 - **several processes**: the table changes in the same transactions as the speakers, so it never names a
@@ -30,12 +33,14 @@ from __future__ import annotations
 
 import glob
 import os
+import sqlite3
 import threading
 import warnings
 from pathlib import Path
 
 import numpy as np
 
+from spkid.errors import GalleryError
 from spkid.fileio import atomic_write
 from spkid.search.live_index import LiveIndex
 from spkid.search.sqlite_store import row_digest
@@ -98,29 +103,48 @@ def write_snapshot(db: Path, live: LiveIndex, seq: int, removals: int) -> tuple[
 
 
 class Verification:
-    """The CRC check of a mapped snapshot's speakers, in a background thread (zlib releases the GIL over the
-    rows, so it runs beside the caller on another core); :meth:`result` gives the names that failed."""
+    """The checksums behind a snapshot open, in a background thread: first every mapped speaker's CRC (zlib
+    releases the GIL over the rows, so it runs beside the caller on another core), then the CRC of every
+    database row the snapshot covers (``version <= seq``, on its own connection), which opening did not read.
+    :meth:`result` gives the speakers whose snapshot bytes failed; :attr:`db_error` names a failing database row."""
 
-    def __init__(self, path: Path, rows: np.ndarray, sums: np.ndarray, info: dict, entries: list[tuple]):
-        self.path, self._bad, self._stop = path, None, False
+    def __init__(self, db: Path, path: Path, rows: np.ndarray, sums: np.ndarray, info: dict, entries: list[tuple]):
+        self.db, self.path, self.db_error = db, path, None
+        self._bad, self._failure, self._stop = None, None, False
         self._thread = threading.Thread(target=self._run, args=(rows, sums, info, entries), daemon=True,
                                         name="spkid-snapshot-verify")
         self._thread.start()
 
     def _run(self, rows, sums, info, entries) -> None:
-        bad = []
-        for i, (name, slot, start, k, ids, crc) in enumerate(entries):
-            if self._stop:
-                return
-            if not (0 <= start and start + k <= info["rows"] and 0 <= slot < info["slots"]
-                    and row_digest(name, ids, rows[start : start + k], sums[slot]) == crc):
-                bad.append(name)
-        self._bad = bad
+        try:
+            bad = []
+            for name, slot, start, k, ids, crc in entries:
+                if self._stop:
+                    return
+                if not (0 <= start and start + k <= info["rows"] and 0 <= slot < info["slots"]
+                        and row_digest(name, ids, rows[start : start + k], sums[slot]) == crc):
+                    bad.append(name)
+            con = sqlite3.connect(self.db, timeout=60)
+            try:
+                for name, blob, sum_blob, ids, crc in con.execute(
+                        "SELECT name, embeddings, sums, ids, crc32 FROM speakers WHERE version <= ?", (info["seq"],)):
+                    if self._stop:
+                        return
+                    if row_digest(name, ids, blob, sum_blob) != crc:
+                        self.db_error = name
+                        break
+            finally:
+                con.close()
+            self._bad = bad
+        except Exception as exc:  # noqa: BLE001 - handed to the caller by result()
+            self._failure = exc
 
     def result(self, wait: bool = False) -> list[str] | None:
         """The speakers whose snapshot bytes fail their checksum; None while still checking (``wait``: block)."""
         if wait:
             self._thread.join()
+        if self._failure is not None:
+            raise GalleryError(f"checking the snapshot failed: {self._failure!r}", path=self.path)
         return None if self._thread.is_alive() else self._bad
 
     def cancel(self) -> None:
@@ -143,7 +167,7 @@ def open_snapshot(db: Path, info: dict, entries: list[tuple], dim: int, mode: st
                       RuntimeWarning, stacklevel=3)
         return None
     rows, sums = _views(mm, info)
-    check = Verification(path, rows, sums, info, entries)  # also names the entries outside the file
+    check = Verification(db, path, rows, sums, info, entries)  # also names the entries outside the file
     entries = [e for e in entries if 0 <= e[2] and e[2] + e[3] <= info["rows"] and 0 <= e[1] < info["slots"]]
     if not entries:
         return None, check

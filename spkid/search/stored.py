@@ -46,6 +46,7 @@ class StoredGallery:
     ``_live``, ``_seq``, ``_removals``, ``_data_version`` and provides ``_add`` / ``_drop`` / ``_prepare_all``)."""
 
     _use_snapshot = True  # opening maps a SQLite gallery's snapshot when there is one
+    _corrupt: str | None = None  # a database row failed its checksum (found after a snapshot open)
 
     @classmethod
     def open(cls, path: str | os.PathLike, *, metadata: Mapping[str, Any] | None = None,
@@ -84,11 +85,16 @@ class StoredGallery:
     def _settle(self, wait: bool = False) -> None:
         """Once the snapshot's background checksum check is done, replace the speakers that failed it from the
         database (their rows checked there), with a warning naming the file."""
+        if self._corrupt is not None:
+            raise GalleryError(self._corrupt, path=self._store.path)
         check = self._pending
         bad = None if check is None else check.result(wait)
         if bad is None:
             return
         self._pending = None
+        if check.db_error is not None:
+            self._corrupt = f"checksum mismatch in the row of speaker {check.db_error!r} (corrupt or edited)"
+            raise GalleryError(self._corrupt, path=self._store.path)
         if not bad:
             return
         warnings.warn(f"{check.path}: the snapshot rows of {len(bad)} speaker(s) ({', '.join(map(repr, bad[:3]))}"
@@ -199,8 +205,8 @@ class StoredGallery:
         return store.path.with_name(info["file"])
 
     def verify(self) -> int:
-        """Check every stored row's checksum now (opening a SQLite gallery checks what its snapshot serves, not
-        the database rows the snapshot covers); GalleryError naming the file on a mismatch; rows checked."""
+        """Check every stored row's checksum now (after a snapshot open they are checked in the background:
+        this waits for that first); GalleryError naming the file on a mismatch; rows checked."""
         if self._store is None:
             raise GalleryError("an in-memory gallery has nothing stored to verify")
         self._settle(wait=True)
