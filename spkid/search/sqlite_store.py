@@ -304,9 +304,10 @@ class SQLiteStore:
             self._set("threshold", threshold)
             self._bump("seq")
 
-    def truncate_log(self, tries: int = 50) -> bool:
+    def truncate_log(self, tries: int = 150) -> bool:
         """Checkpoint the write-ahead log into the database and truncate it to 0 bytes, so content deleted
-        from the database is gone from the log too; True when it completed (readers can delay it)."""
+        from the database is gone from the log too; True when it completed (readers can delay it: tried for
+        3 s, the length of another process's background check after opening a 1M gallery)."""
         import time
 
         for _ in range(tries):

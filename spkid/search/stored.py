@@ -174,6 +174,7 @@ class StoredGallery:
 
     def _remove_through(self, name: str) -> None:
         store = self._store
+        self._settle(wait=True)  # its read of the database would hold back the log truncation that erases
         with store.transaction():
             self._catch_up()
             self._check_name(name, enrolled=True)
