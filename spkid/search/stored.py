@@ -83,8 +83,9 @@ class StoredGallery:
         return self
 
     def _settle(self, wait: bool = False) -> None:
-        """Once the snapshot's background checksum check is done, replace the speakers that failed it from the
-        database (their rows checked there), with a warning naming the file."""
+        """Once the snapshot open's background checks are done (``wait``: block until they are): replace the
+        speakers whose snapshot bytes failed from the database (their rows checked there), with a warning naming
+        the file; a database row that failed makes this and every later call raise GalleryError."""
         if self._corrupt is not None:
             raise GalleryError(self._corrupt, path=self._store.path)
         check = self._pending
