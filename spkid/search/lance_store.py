@@ -204,7 +204,9 @@ class LanceStore:
         if table is not None and want is None:
             self._db.drop_table(TABLE)  # a first write killed: its table is not committed
         elif table is None and want is not None:
-            raise GalleryError(f"the LanceDB table {TABLE!r} that {META_FILE} names is missing", path=self.path)
+            if meta["dim"] is not None:
+                raise GalleryError(f"the LanceDB table {TABLE!r} that {META_FILE} names is missing", path=self.path)
+            self._write_meta({**meta, "table_version": None})  # an empty table's re-creation was killed
         elif table is not None and table.version != want:
             try:
                 table.restore(want)
@@ -223,6 +225,9 @@ class LanceStore:
             schema = pa.schema([("sid", pa.int64()), ("speaker", pa.string()), ("utt", pa.string()),
                                 ("seq", pa.int64()), ("pos", pa.int32()), ("n", pa.int32()), ("crc32", pa.int64()),
                                 ("vector", pa.list_(pa.float32(), dim))])
+            if table is not None and table.schema.field("vector").type.list_size != dim:
+                self._db.drop_table(TABLE)  # emptied, and now a first write of another dimension
+                table = None
             if table is None:
                 table = self._db.create_table(TABLE, schema=schema)
             cols = {k: [] for k in _COLUMNS[:-1]}
@@ -241,12 +246,10 @@ class LanceStore:
                 self._compact(table)
         if staged["delete"]:
             table.delete(f"sid IN ({', '.join(str(int(s)) for s in staged['delete'])})")
+            self._compact(table)
             if table.count_rows() == 0:
-                self._db.drop_table(TABLE)  # the last speaker: nothing left to keep
-                table, meta["dim"] = None, None
-            else:
-                self._compact(table)
-        if table is not None:
+                meta["dim"] = None  # the last speaker: the table stays, empty (no file holds a row)
+        if table is not None:  # None: a threshold set on a gallery that has had no enrolment yet
             _fsync_changes(self.path / f"{TABLE}.lance", before)
         meta["table_version"] = None if table is None else table.version
         self._write_meta(meta)

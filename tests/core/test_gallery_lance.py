@@ -156,3 +156,15 @@ def test_without_lancedb_a_lance_path_says_what_to_install(tmp_path, monkeypatch
     monkeypatch.setitem(sys.modules, "lancedb", None)  # import lancedb raises ImportError
     with pytest.raises(BackendError, match=r"pip install 'spkid\[lancedb\]'"):
         Gallery.open(tmp_path / "g.lance")
+
+
+def test_emptied_and_refilled_with_another_dimension(tmp_path, rng):
+    _lance()
+    path = tmp_path / "g.lance"
+    g = Gallery.open(path, threshold=0.5)
+    g.threshold = 0.3  # before any enrolment: the json alone
+    g.enroll("a", _unit(rng, 2)).remove("a")
+    assert Gallery.open(path).dim is None and Gallery.open(path).threshold == 0.3
+    g.enroll("b", rng.normal(size=(2, 8)))  # the emptied table is made again for 8-d rows
+    again = Gallery.open(path)
+    assert again.speakers == ["b"] and again.dim == 8 and again.verify() == 2
