@@ -74,12 +74,13 @@ def file_sha256(path: str | os.PathLike, what: str = "file") -> str:
 
 
 # ------------------------------------------------------------------------------------ header and index
-def _read_header(root: Path) -> dict:
-    path = root / HEADER_FILE
+def _read_header(root: Path, header_file: str = HEADER_FILE, fmt: str = WAVE_FORMAT,
+                 what: str = "wave store") -> dict:
+    path = root / header_file
     if not path.exists():
-        raise CacheError(f"not a wave store (no {HEADER_FILE}); build it with build_wave_store", path=root)
-    data = read_json_file(path, "wave store header", CacheError)
-    check_format(data, WAVE_FORMAT, WAVE_FORMAT_VERSION, "wave store header", error=CacheError, path=path,
+        raise CacheError(f"not a {what} (no {header_file}); build it with `spkid prepare`", path=root)
+    data = read_json_file(path, f"{what} header", CacheError)
+    check_format(data, fmt, WAVE_FORMAT_VERSION, f"{what} header", error=CacheError, path=path,
                  version_key="format_version")
     sr, dtype, speakers = data.get("sr"), data.get("dtype"), data.get("speakers")
     if isinstance(sr, bool) or not isinstance(sr, int) or sr <= 0:
@@ -165,11 +166,19 @@ class WaveStore:
     ``ids`` (relpaths), ``splits`` and ``speakers`` (sorted) are tuples; ``labels`` (index into
     ``speakers``) and ``lengths`` (samples) are read-only ``np.int64`` arrays; ``len(store)`` is the
     number of utterances. :meth:`read` copies one (slice of an) utterance out of the memory-mapped shard.
+
+    Subclasses store rows of another shape in the same layout (:class:`spkid.data.featstore.FeatureStore`:
+    ``(n_frames, n_mels)`` rows): they set the class attributes below and :attr:`row_shape`.
     """
+
+    HEADER_FILE = HEADER_FILE
+    FORMAT = WAVE_FORMAT
+    WHAT = "wave store"
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
-        header = _read_header(self.root)
+        header = _read_header(self.root, self.HEADER_FILE, self.FORMAT, self.WHAT)
+        self._check_header(header)
         index = _read_index(self.root, header)
         self.sr: int = header["sr"]
         self.dtype: str = header["dtype"]
@@ -193,14 +202,24 @@ class WaveStore:
         self._by_id: dict[str, int] | None = None
         for k, name in enumerate(self.shard_files):
             p = self.root / name
-            want = DTYPES[self.dtype].itemsize * self._shard_sizes[k]
+            want = DTYPES[self.dtype].itemsize * self._shard_sizes[k] * int(np.prod(self.row_shape))
             try:
                 size = p.stat().st_size
             except OSError:
-                raise CacheError("shard file listed in waves.json is missing", path=p) from None
+                raise CacheError(f"shard file listed in {self.HEADER_FILE} is missing", path=p) from None
             if size < want:
                 raise CacheError(f"truncated shard: {size} bytes, its {self._shard_sizes[k]} samples need "
                                  f"more than {want}", path=p)
+
+    row_shape: tuple[int, ...] = ()  # trailing shape of one stored row (a sample: scalar)
+
+    def _check_header(self, header: dict) -> None:
+        """Check a subclass's own header fields (and set :attr:`row_shape`); nothing for waves."""
+
+    def __getstate__(self) -> dict:
+        """Pickled (e.g. to a spawned loader worker) without its memory maps: each process maps the shards
+        itself, and the OS page cache shares the pages."""
+        return {**self.__dict__, "_maps": {}}
 
     # ------------------------------------------------------------------------------------ metadata
     def __len__(self) -> int:
@@ -214,6 +233,12 @@ class WaveStore:
     @property
     def shard_paths(self) -> tuple[Path, ...]:
         return tuple(self.root / f for f in self.shard_files)
+
+    @property
+    def utterance_speakers(self) -> np.ndarray:
+        """The speaker id of each utterance, in store order (a read-only str array)."""
+        self._speaker_of.setflags(write=False)
+        return self._speaker_of
 
     def speaker(self, i: int) -> str:
         return str(self._speaker_of[self._check_i(i)])
@@ -252,9 +277,10 @@ class WaveStore:
                 m = np.load(path, mmap_mode="r", allow_pickle=False)
             except Exception as exc:
                 raise CacheError(f"cannot map shard: {type(exc).__name__}: {exc}"[:300], path=path) from None
-            if m.ndim != 1 or m.dtype != DTYPES[self.dtype] or m.shape[0] != self._shard_sizes[k]:
-                raise CacheError(f"shard holds {m.dtype} {m.shape}, waves.json says {self.dtype} "
-                                 f"({self._shard_sizes[k]},)", path=path)
+            want = (self._shard_sizes[k], *self.row_shape)
+            if m.dtype != DTYPES[self.dtype] or m.shape != want:
+                raise CacheError(f"shard holds {m.dtype} {m.shape}, {self.HEADER_FILE} says {self.dtype} "
+                                 f"{want}", path=path)
             self._maps[k] = m
         return m
 
@@ -291,7 +317,7 @@ class WaveStore:
         return self.read(i)
 
     def verify(self) -> int:
-        """Re-hash every shard against ``waves.json``; a mismatch is a CacheError naming the shard.
+        """Re-hash every shard against the header (``waves.json``); a mismatch is a CacheError naming the shard.
         Returns the number of shards checked."""
         for k, name in enumerate(self.shard_files):
             if file_sha256(self.root / name, "shard") != self._shard_sha[k]:
@@ -303,8 +329,8 @@ class WaveStore:
                 f"{self.n_samples / self.sr / 3600:.2f} h at {self.sr} Hz {self.dtype}, {len(self.shard_files)} shards)")
 
 
-def verify_wave_store(root: str | os.PathLike) -> WaveStore:
-    """Open the store at ``root`` and re-hash every shard (:meth:`WaveStore.verify`); returns the store."""
-    store = WaveStore(root)
+def verify_wave_store(root: str | os.PathLike, cls: type = WaveStore) -> WaveStore:
+    """Open the store at ``root`` (a ``cls``) and re-hash every shard (:meth:`WaveStore.verify`); returns it."""
+    store = cls(root)
     store.verify()
     return store

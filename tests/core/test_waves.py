@@ -18,7 +18,8 @@ from spkid.audio.io import load_audio
 from spkid.data.layouts.registry import load_dataset
 from spkid.data.synthetic import make_corpus
 from spkid.data.waves import WaveStore, verify_wave_store
-from spkid.data.waves_build import build_wave_store, merge_wave_stores
+from spkid.data.store_merge import merge_wave_stores
+from spkid.data.waves_build import build_wave_store
 from spkid.errors import CacheError
 
 SHARD = 100_000  # ~6 s of audio: a dozen 1.5-3 s utterances make 4-5 shards
