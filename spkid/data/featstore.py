@@ -96,8 +96,14 @@ class StoredFeatures(Sequence):
     def __init__(self, store: FeatureStore, index: Sequence[int]):
         self.store = store
         self.index = np.asarray(index, dtype=np.int64).reshape(-1)
+        if len(self.index) and not (-len(store) <= self.index.min() and self.index.max() < len(store)):
+            raise IndexError(f"utterance index out of range for a store of {len(store)}")
         self.lengths = store.lengths[self.index]
         self.lengths.setflags(write=False)
+        # the per-item fast path of __getitem__ (a crop costs microseconds: no per-call checks)
+        self._shard = store._shard[self.index].tolist()
+        self._start = store._offset[self.index].tolist()
+        self._stop = (store._offset[self.index] + self.lengths).tolist()
 
     def __len__(self) -> int:
         return int(self.index.shape[0])
@@ -105,7 +111,7 @@ class StoredFeatures(Sequence):
     def __getitem__(self, k):
         if isinstance(k, slice):
             return StoredFeatures(self.store, self.index[k])
-        return self.store.view(int(self.index[k]))
+        return self.store._map(self._shard[k])[self._start[k]:self._stop[k]]
 
     @property
     def n_mels(self) -> int:
@@ -113,6 +119,9 @@ class StoredFeatures(Sequence):
 
     def subset(self, index: Sequence[int]) -> "StoredFeatures":
         return StoredFeatures(self.store, self.index[np.asarray(index, dtype=np.int64)])
+
+    def __getstate__(self) -> dict:
+        return self.__dict__
 
     def __repr__(self) -> str:
         return f"StoredFeatures({len(self)} utterances of {self.store!r})"

@@ -281,6 +281,7 @@ class WaveStore:
             if m.dtype != DTYPES[self.dtype] or m.shape != want:
                 raise CacheError(f"shard holds {m.dtype} {m.shape}, {self.HEADER_FILE} says {self.dtype} "
                                  f"{want}", path=path)
+            m = np.asarray(m)  # a plain read-only ndarray over the map (np.memmap's slicing costs more than a crop)
             self._maps[k] = m
         return m
 
