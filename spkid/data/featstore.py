@@ -77,10 +77,6 @@ class FeatureStore(WaveStore):
         """The frames of utterance ``i``: a read-only ``(n_frames, n_mels)`` float32 view of the map."""
         return self._raw(i, 0, None)
 
-    def train_speakers(self) -> list[str]:
-        """Sorted speakers with at least one training utterance (the label set a training run uses)."""
-        return sorted(set(self.utterance_speakers[self.indices("train")].tolist()))
-
     def __repr__(self) -> str:
         hours = float(self.lengths.sum()) * self.feature_config.frame_shift / 3600
         return (f"FeatureStore({str(self.root)!r}: {len(self)} utterances, {len(self.speakers)} speakers, "

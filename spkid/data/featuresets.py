@@ -183,16 +183,11 @@ def _from_store(split: str, root, feature_config: FeatureConfig | None, speakers
     if feature_config is not None and feature_config != store.feature_config:
         raise CacheError(f"feature store holds {store.feature_config.describe()}, asked for "
                          f"{feature_config.describe()}", path=root)
-    idx = store.indices(split)
+    idx, names = store.select(split, speakers)
+    if len(idx) < len(store.indices(split)):
+        print(f"skipped {len(store.indices(split)) - len(idx)} utterances of {split} whose speakers are not "
+              f"among the {len(names)} known speakers")
     who = store.utterance_speakers[idx]
-    if speakers == "all":
-        speakers = sorted(set(who.tolist()))
-    names = list(speakers) if speakers is not None else store.train_speakers()
-    known = np.isin(who, np.asarray(names, dtype=str)) if names else np.zeros(len(idx), dtype=bool)
-    if (~known).any():
-        print(f"skipped {int((~known).sum())} utterances of {split} whose speakers are not among the "
-              f"{len(names)} known speakers")
-    idx, who = idx[known], who[known]
     if not len(idx):
         return None
     labels = np.searchsorted(np.asarray(sorted(names), dtype=str), who)

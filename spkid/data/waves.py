@@ -260,6 +260,21 @@ class WaveStore:
             raise ConfigError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
         return np.flatnonzero(self._split_arr == split).astype(np.int64)
 
+    def select(self, split: str, speakers=None) -> tuple[np.ndarray, list[str]]:
+        """``(indices, names)``: the utterances of ``split`` whose speaker is in the label set ``names``.
+        ``speakers`` fixes the set and its order (a checkpoint's); default the store's training speakers
+        (all of its speakers when it has no training part); ``"all"``: every speaker of the split, sorted."""
+        index = self.indices(split)
+        who = self._speaker_of[index]
+        if speakers == "all":
+            names = sorted(set(who.tolist()))
+        elif speakers is None:
+            names = sorted(set(self._speaker_of[self.indices("train")].tolist())) or list(self.speakers)
+        else:
+            names = list(speakers)
+        keep = np.isin(who, np.asarray(names, dtype=str)) if names else np.zeros(len(index), dtype=bool)
+        return index[keep], names
+
     def _check_i(self, i) -> int:
         if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
             raise TypeError(f"utterance index must be an int, got {type(i).__name__}")
