@@ -179,7 +179,7 @@ def _from_store(split: str, root, feature_config: FeatureConfig | None, speakers
     from spkid.errors import CacheError
     from spkid.data.featstore import FeatureStore, StoredFeatures
 
-    store = FeatureStore(root)
+    store = FeatureStore.open(root)
     if feature_config is not None and feature_config != store.feature_config:
         raise CacheError(f"feature store holds {store.feature_config.describe()}, asked for "
                          f"{feature_config.describe()}", path=root)

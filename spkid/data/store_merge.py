@@ -63,8 +63,8 @@ def merge_wave_stores(dest: str | os.PathLike, sources: Sequence[str | os.PathLi
                 raise CacheError(f"utterance {relpath!r} is in two sources ({seen[relpath]} and {s.root})",
                                  path=s.root)
             seen[relpath] = s.root
-            rows.append((relpath, s.splits[i], s.speaker(i), base + int(s._shard[i]), int(s._offset[i]),
-                         int(s.lengths[i]), s._sha[i]))
+            rows.append((relpath, str(s._split_arr[i]), s.speaker(i), base + int(s._shard[i]), int(s._offset[i]),
+                         int(s.lengths[i]), s._sha[i].decode()))
     _fsync_dir(dest)
     speakers = sorted(set().union(*(s.speakers for s in stores)))
     _write_store(dest, kind_of(first), speakers, shards, rows, None)

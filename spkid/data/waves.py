@@ -8,7 +8,8 @@ Layout of a store folder ``ROOT``::
                         "index": {"file": "index.npz", "n_utterances", "sha256"}}   -- written last
     index.npz          one row per utterance (np.savez, read with allow_pickle=False): relpath (str),
                        split (str), speaker (str), shard (int64), offset (int64), length (int64),
-                       sha256 (str: hex digest of the utterance's stored sample bytes)
+                       sha256 (64-byte ASCII hex digest of the utterance's stored sample bytes;
+                       str in stores written before)
     shard-00000.npy    plain 1-D little-endian ``<i2`` or ``<f4`` .npy arrays: the utterances of the
     shard-00001.npy    shard concatenated back to back (an utterance never spans two shards)
     .build/shard-00000.json   build journal (:mod:`spkid.data.waves_build`): what each finished shard holds
@@ -23,7 +24,6 @@ the shards with ``np.load(mmap_mode="r")`` and copy out only the slice asked for
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import re
 from pathlib import Path
@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from spkid.errors import CacheError, ConfigError
-from spkid.fileio import check_format, read_file_bytes, read_json_file
+from spkid.fileio import check_format, read_json_file
 from spkid.data.manifest import SPLITS, Utterance
 
 __all__ = [
@@ -54,6 +54,9 @@ INDEX_FILE = "index.npz"
 INDEX_FIELDS = ("relpath", "split", "speaker", "shard", "offset", "length", "sha256")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _SHARD_NAME = re.compile(r"shard-\d{5,}\.npy")
+_IS_HEX = np.zeros(256, dtype=bool)
+_IS_HEX[np.frombuffer(b"0123456789abcdef", dtype=np.uint8)] = True
+_OPEN: dict = {}  # (class, folder, header file identity) -> a store opened by WaveStore.open
 
 
 def shard_name(number: int) -> str:
@@ -114,17 +117,18 @@ def _shard_record_ok(s: object) -> bool:
 
 def _read_index(root: Path, header: dict) -> dict[str, np.ndarray]:
     path = root / INDEX_FILE
-    data = read_file_bytes(path, "wave store index", CacheError)
-    if hashlib.sha256(data).hexdigest() != header["index"]["sha256"]:
+    if file_sha256(path, "wave store index") != header["index"]["sha256"]:  # streamed: no copy of the file held
         raise CacheError("wave store index checksum mismatch (corrupt, tampered or from another build)", path=path)
     try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+        with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in INDEX_FIELDS}
+            # hex digests as 64 bytes (older stores wrote them as str: 4 bytes a character)
+            arrays["sha256"] = arrays["sha256"].astype("S64") if arrays["sha256"].dtype.kind in "US" else arrays["sha256"]
     except Exception as exc:  # BadZipFile, KeyError, ValueError (object arrays), ...
         raise CacheError(f"cannot read wave store index: {type(exc).__name__}: {exc}"[:300], path=path) from None
     n = header["index"]["n_utterances"]
     for k, a in arrays.items():
-        want = "U" if k in ("relpath", "split", "speaker", "sha256") else "i"
+        want = "S" if k == "sha256" else "U" if k in ("relpath", "split", "speaker") else "i"
         if a.ndim != 1 or a.shape[0] != n or a.dtype.kind != want:
             raise CacheError(f"index field {k!r} has shape {a.shape} dtype {a.dtype}, expected ({n},) "
                              f"{'str' if want == 'U' else 'int'}", path=path)
@@ -140,7 +144,8 @@ def _check_index(a: dict[str, np.ndarray], header: dict, path: Path) -> None:
         raise CacheError(f"unknown split in wave store index (expected {SPLITS})", path=path)
     if not np.isin(a["speaker"], np.asarray(header["speakers"], dtype=str)).all():
         raise CacheError("the wave store index names a speaker missing from the header", path=path)
-    if not all(_HEX64.fullmatch(s) for s in a["sha256"].tolist()):
+    digits = a["sha256"].view(np.uint8).reshape(-1, 64) if a["sha256"].dtype.itemsize == 64 else None
+    if digits is None or not _IS_HEX[digits].all():
         raise CacheError("malformed utterance sha256 in wave store index", path=path)
     shard, offset, length = a["shard"], a["offset"], a["length"]
     sizes = np.asarray([s["n_samples"] for s in header["shards"]], dtype=np.int64)
@@ -188,13 +193,12 @@ class WaveStore:
         self._shard_sizes = tuple(s["n_samples"] for s in header["shards"])
         self._shard_sha = tuple(s["sha256"] for s in header["shards"])
         self.ids: tuple[str, ...] = tuple(index["relpath"].tolist())
-        self.splits: tuple[str, ...] = tuple(index["split"].tolist())
         self._speaker_of = index["speaker"]
         self.labels = np.searchsorted(np.asarray(self.speakers, dtype=str), self._speaker_of).astype(np.int64)
         self.lengths = index["length"].astype(np.int64)
         self._shard = index["shard"].astype(np.int64)
         self._offset = index["offset"].astype(np.int64)
-        self._sha = tuple(index["sha256"].tolist())
+        self._sha = index["sha256"]  # S64 hex digests
         for arr in (self.labels, self.lengths, self._shard, self._offset):
             arr.setflags(write=False)
         self._split_arr = index["split"]
@@ -215,6 +219,28 @@ class WaveStore:
 
     def _check_header(self, header: dict) -> None:
         """Check a subclass's own header fields (and set :attr:`row_shape`); nothing for waves."""
+
+    @classmethod
+    def open(cls, root: str | os.PathLike) -> "WaveStore":
+        """The store at ``root``, shared by every caller in this process while its header is unchanged
+        (the index of a large corpus is read and held once, not once per split)."""
+        root = Path(root)
+        try:
+            st = (root / cls.HEADER_FILE).stat()
+            key = (cls, str(root.resolve()), st.st_ino, st.st_mtime_ns, st.st_size)
+        except OSError:
+            return cls(root)  # raises the error that names what is missing
+        store = _OPEN.get(key)
+        if store is None:
+            if len(_OPEN) >= 4:
+                _OPEN.pop(next(iter(_OPEN)))
+            store = _OPEN[key] = cls(root)
+        return store
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """The split of each utterance, in store order."""
+        return tuple(self._split_arr.tolist())
 
     def __getstate__(self) -> dict:
         """Pickled (e.g. to a spawned loader worker) without its memory maps: each process maps the shards
@@ -246,7 +272,7 @@ class WaveStore:
     def utterance(self, i: int) -> Utterance:
         """The manifest record of utterance ``i``."""
         i = self._check_i(i)
-        return Utterance(self.ids[i], str(self._speaker_of[i]), self.splits[i])
+        return Utterance(self.ids[i], str(self._speaker_of[i]), str(self._split_arr[i]))
 
     def index_of(self, relpath: str) -> int:
         """Position of the utterance stored from ``relpath``; KeyError if absent."""
@@ -327,7 +353,7 @@ class WaveStore:
         """Like ``read(i)`` for the whole utterance, after checking its samples against the index sha256."""
         i = self._check_i(i)
         raw = np.ascontiguousarray(self._raw(i, 0, None))
-        if hashlib.sha256(raw.tobytes()).hexdigest() != self._sha[i]:
+        if hashlib.sha256(raw.tobytes()).hexdigest().encode() != self._sha[i]:
             raise CacheError(f"samples of {self.ids[i]!r} fail their checksum (corrupt or tampered shard)",
                              path=self.root / self.shard_files[int(self._shard[i])])
         return self.read(i)

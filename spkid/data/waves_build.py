@@ -228,7 +228,7 @@ def _write_store(root: Path, kind: StoreKind, speakers: list[str], shards: list[
         "relpath": np.asarray(cols[0], dtype=str), "split": np.asarray(cols[1], dtype=str),
         "speaker": np.asarray(cols[2], dtype=str), "shard": np.asarray(cols[3], dtype=np.int64),
         "offset": np.asarray(cols[4], dtype=np.int64), "length": np.asarray(cols[5], dtype=np.int64),
-        "sha256": np.asarray(cols[6], dtype=str),
+        "sha256": np.asarray(cols[6], dtype="S64"),
     }
 
     def write(p: Path) -> None:

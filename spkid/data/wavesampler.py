@@ -309,7 +309,7 @@ def load_wave_set(root, split: str, *, feature_config: FeatureConfig | None = No
     left out. Features at the store's rate unless ``feature_config`` says otherwise (then it must match)."""
     from spkid.data.waves import WaveStore
 
-    store = WaveStore(root)
+    store = WaveStore.open(root)
     if not len(store.indices(split)):
         return None
     if feature_config is not None and feature_config.sr != store.sr:

@@ -256,3 +256,23 @@ def test_reading_everything_stays_off_the_heap(tmp_path):
     finally:
         tracemalloc.stop()
     assert peak < size / 4, (peak, size)
+
+
+def test_an_index_written_with_str_digests_still_opens(corpus, tmp_path):
+    """Stores written before the digests became 64-byte ASCII held them as numpy str: still read alike."""
+    import hashlib
+    import shutil
+
+    base, _ = corpus
+    root = tmp_path / "old"
+    shutil.copytree(base / "full", root)
+    with np.load(root / "index.npz") as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    arrays["sha256"] = arrays["sha256"].astype(str)
+    with open(root / "index.npz", "wb") as fh:
+        np.savez(fh, **arrays)
+    header = json.loads((root / "waves.json").read_text())
+    header["index"]["sha256"] = hashlib.sha256((root / "index.npz").read_bytes()).hexdigest()
+    (root / "waves.json").write_text(json.dumps(header))
+    old, new = WaveStore(root), WaveStore(base / "full")
+    assert old.ids == new.ids and all(np.array_equal(old.read_checked(i), new.read(i)) for i in range(len(new)))

@@ -80,9 +80,9 @@ def _verify_store(args: argparse.Namespace) -> None:
     from spkid.data.waves import WaveStore
 
     if args.cache and is_feature_store(args.cache):
-        store = FeatureStore(args.cache)
+        store = FeatureStore.open(args.cache)
     elif getattr(args, "waves", None):
-        store = WaveStore(args.waves)
+        store = WaveStore.open(args.waves)
     else:
         return
     t = time.perf_counter()
