@@ -171,3 +171,30 @@ def test_shard_parts_merge_into_the_whole(corpus, tmp_path):
     build_feature_store(manifest, tmp_path / "other", CONFIG.replace(n_mels=16), shard=(0, 2))
     with pytest.raises(CacheError, match="cannot merge"):
         merge_feature_stores(tmp_path / "bad", [tmp_path / "part1", tmp_path / "other"])
+
+
+@pytest.mark.parametrize("backend", ["torch", "keras"])
+def test_loader_workers_stream_the_same_batches_from_a_store(corpus, backend):
+    """Crops read in forked loader workers from the store's maps equal those of the old cache in-process,
+    for a plain epoch and for training epochs that cut across passes (EpochSteps)."""
+    pytest.importorskip(backend)
+    base, _ = corpus
+    cfg = TrainConfig(batch_size=4, crop_frames=30, crops_per_utterance=2, augment_prob=1.0, time_masks=1)
+    store = TrainSampler(load_feature_set("train", cache=base / "store", progress=False), cfg)
+    old = TrainSampler(load_feature_set("train", cache=base / "old", progress=False), cfg)
+    n = len(old)
+    for plan, want in [(store, list(old.epoch(1))),
+                       (EpochSteps(store, n - 2, n + 3), list(EpochSteps(old, n - 2, n + 3).epoch()))]:
+        for workers in (0, 2):
+            if backend == "torch":
+                from spkid_torch.data import train_loader
+
+                got = [(x.numpy(), y.numpy()) for x, y in train_loader(plan, 1, num_workers=workers)]
+            else:
+                from spkid_keras.data import EpochBatches, iterate
+
+                got = list(iterate(EpochBatches(plan, 1), num_workers=workers))
+            assert len(got) == len(want) > 0
+            for (x, y), (wx, wy) in zip(got, want):
+                np.testing.assert_array_equal(x, wx)
+                np.testing.assert_array_equal(y, wy)
