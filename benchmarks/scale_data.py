@@ -38,17 +38,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 DATA = Path(os.environ.get("SPKID_SHARED_DATA", REPO.parent / "shared" / "data"))
 SPEAKERS = 1000
+sys.path.insert(0, str(REPO / "benchmarks"))
+from throughput import _table  # noqa: E402  (one table printer for the benchmarks)
+
 _POOL: list = []  # featurised (or decoded) real recordings the synthetic utterances are cut from
-
-
-def _table(title: str, header: list[str], rows: list[list]) -> None:
-    print(f"\n{title}")
-    cells = [header] + [[f"{c:.3g}" if isinstance(c, float) else str(c) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    for k, r in enumerate(cells):
-        print("  " + "  ".join(c.rjust(w) for c, w in zip(r, widths)))
-        if k == 0:
-            print("  " + "  ".join("-" * w for w in widths))
 
 
 def _pool(kind: str) -> None:
