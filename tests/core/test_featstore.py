@@ -198,3 +198,18 @@ def test_loader_workers_stream_the_same_batches_from_a_store(corpus, backend):
             for (x, y), (wx, wy) in zip(got, want):
                 np.testing.assert_array_equal(x, wx)
                 np.testing.assert_array_equal(y, wy)
+
+
+def test_a_store_grows_by_appending(corpus, tmp_path):
+    """Utterances added at the end of the manifest are appended: the shards already built are kept as they are."""
+    from spkid.data.manifest import Manifest
+
+    base, manifest = corpus
+    head = Manifest(manifest.root, manifest.utterances[:9])
+    build_feature_store(head, tmp_path / "s", CONFIG, shard_rows=ROWS)
+    before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "s").glob("shard-*.npy")}
+    report = build_feature_store(manifest, tmp_path / "s", CONFIG, shard_rows=ROWS)
+    assert report.reused == 9 and report.decoded == len(manifest) - 9 and report.shards_kept == len(before)
+    assert all((tmp_path / "s" / k).stat().st_mtime_ns == v for k, v in before.items())
+    store, full = FeatureStore(tmp_path / "s"), FeatureStore(base / "store")
+    assert store.ids == full.ids and all(np.array_equal(store.read(i), full.read(i)) for i in range(len(full)))
