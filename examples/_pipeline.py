@@ -1,4 +1,4 @@
-"""Shared steps of the training examples: dataset manifest -> feature cache -> train -> test accuracy.
+"""Shared steps of the training examples: dataset manifest -> feature store -> train -> test accuracy.
 
 Not a public module; ``train_vctk.py`` and ``train_voxceleb1.py`` import it from this folder.
 """
@@ -29,7 +29,7 @@ def add_training_arguments(parser: argparse.ArgumentParser, out_default: str) ->
 def prepare_and_train(manifest, args: argparse.Namespace) -> dict:
     """Cache the features of ``manifest`` under ``OUT/cache``, train into ``OUT/run``, evaluate on test."""
     from spkid.backends import get_backend
-    from spkid.data.cache import build_cache
+    from spkid.data.featstore import build_feature_store
     from spkid.data.featuresets import cache_feature_sets
     from spkid.features.config import FeatureConfig
     from spkid.training.config import TrainConfig
@@ -44,7 +44,7 @@ def prepare_and_train(manifest, args: argparse.Namespace) -> dict:
         print(f"note: {note}")
     write_manifest(out / "manifest.txt", manifest)
     print(f"caching 40-band log-mel features in {out / 'cache'} ({args.workers} worker(s))")
-    print(build_cache(manifest, out / "cache", FeatureConfig(), workers=args.workers).summary())
+    print(build_feature_store(manifest, out / "cache", FeatureConfig(), workers=args.workers).summary())
     train, val, test = cache_feature_sets(out / "cache", args.seed)
 
     config = TrainConfig(model=args.model, model_overrides=TINY_OVERRIDES[args.model] if args.tiny else {},

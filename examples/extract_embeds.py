@@ -1,6 +1,6 @@
 """Speaker embeddings of a data set from a trained checkpoint, saved as a ``.npz``.
 
-The data come from a feature cache (``spkid prepare`` / the training examples) or a dataset folder
+The data come from a feature store (``spkid prepare`` / the training examples) or a dataset folder
 (any layout ``spkid.data.layouts.registry.load_dataset`` detects; audio is loaded and featurised with the checkpoint's
 own feature settings). The ``.npz`` (and ``.json`` beside it) is the file ``spkid embed`` writes
 (:mod:`spkid.inference.embeddings`: per-utterance ``embeddings``, ``ids``, ``speaker_of`` into ``speakers``,
@@ -17,11 +17,13 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", help="run directory, checkpoint .json or state file")
     src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument("--cache", help="feature cache folder")
+    src.add_argument("--cache", help="feature store (or older per-utterance cache) folder")
     src.add_argument("--data", help="dataset folder")
     parser.add_argument("--split", choices=["all", "train", "val", "test"], default="all")
     parser.add_argument("--out", default="embeddings.npz", help="output .npz (default embeddings.npz)")
     args = parser.parse_args(argv)
+
+    import numpy as np
 
     from spkid.inference.embedder import embed_files, load_embedder
     from spkid.inference.embeddings import Embeddings, save_embeddings
@@ -31,13 +33,16 @@ def main(argv=None) -> int:
           f"from {args.checkpoint}")
     split = None if args.split == "all" else args.split
     if args.cache:
-        from spkid.data.cache import FeatureCache
+        from spkid.data.featuresets import load_feature_set
 
-        cache = FeatureCache(args.cache, config=embedder.feature_config)  # refuses other feature settings
-        utts = cache.utterances(split)
-        print(f"embedding {len(utts)} cached utterances of {args.cache}")
-        vectors = embedder.embed([cache.load(u) for u in utts])
-        ids, speakers = [u.path for u in utts], [u.speaker for u in utts]
+        parts = [load_feature_set(sp, cache=args.cache, feature_config=embedder.feature_config,  # refuses other
+                                  speakers="all", progress=False)  # feature settings; streams a feature store
+                 for sp in ([split] if split else ["train", "val", "test"])]
+        parts = [p for p in parts if p is not None]
+        print(f"embedding {sum(len(p) for p in parts)} cached utterances of {args.cache}")
+        vectors = np.concatenate([embedder.embed(p.features) for p in parts]) if parts else None
+        ids = [i for p in parts for i in p.ids]
+        speakers = [p.speakers[k] for p in parts for k in p.labels]
     else:
         from spkid.data.layouts.registry import load_dataset
 

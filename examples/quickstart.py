@@ -1,6 +1,6 @@
 """spkid in one page: what ``spkid demo`` does, as a script over the public API.
 
-synthetic corpus -> manifest -> feature cache -> train -> evaluate -> enrol a gallery -> identify -> plots.
+synthetic corpus -> manifest -> feature store -> train -> evaluate -> enrol a gallery -> identify -> plots.
 
     python examples/quickstart.py --out spkid_out/quickstart --backend torch
 """
@@ -26,7 +26,7 @@ def main(argv=None) -> int:
     from spkid.app import plots
     from spkid.app.demo import DEMO_OVERRIDES, DEMO_TRAINING
     from spkid.backends import get_backend
-    from spkid.data.cache import build_cache
+    from spkid.data.featstore import build_feature_store
     from spkid.data.featuresets import cache_feature_sets
     from spkid.features.config import FeatureConfig
     from spkid.search.gallery import Gallery
@@ -41,8 +41,8 @@ def main(argv=None) -> int:
     manifest = load_dataset(out / "corpus", "folders", val=0.1, test=0.2)
     print("  ", manifest.summary())
 
-    print("2. log-mel features, cached on disk")
-    build_cache(manifest, out / "cache", FeatureConfig())
+    print("2. log-mel features, in a memory-mapped feature store on disk")
+    build_feature_store(manifest, out / "cache", FeatureConfig())
     train, val, test = cache_feature_sets(out / "cache")
 
     print(f"3. train a small VGG + self-attention model with {args.backend}")

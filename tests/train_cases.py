@@ -115,6 +115,26 @@ def check_resume_equals_uninterrupted(module, tmp_path, weights_of):
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
 
+def check_max_steps_stops_exactly_and_resumes(module, tmp_path, weights_of):
+    """max_steps stops inside an epoch at exactly that step; resuming to the end equals an unbroken run
+    whose epochs (steps_per_epoch 2) cut across the data's passes (3 batches each)."""
+    import json
+
+    data, val = blobs(), blobs(2, seed=1)
+    cfg = tiny_config(epochs=3, steps_per_epoch=2, time_masks=1)
+    straight = module.fit(cfg, data, val, tmp_path / "a", progress=False)
+    assert [h["epoch"] for h in straight] == [1, 2, 3]
+    part = module.fit(cfg.replace(max_steps=3), data, val, tmp_path / "b", progress=False)
+    meta = json.loads((tmp_path / "b" / "checkpoints" / "last.json").read_text())
+    assert len(part) == 1 and meta["step"] == 3 and meta["epoch"] == 1 and meta["partial"]["steps"] == 1
+    resumed = module.fit(cfg, data, val, tmp_path / "b", resume=True, progress=False)
+    assert [h["loss"] for h in resumed] == [h["loss"] for h in straight]
+    a = weights_of(module.load_model(tmp_path / "a", prefer="last"))
+    b = weights_of(module.load_model(tmp_path / "b", prefer="last"))
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
 def check_evaluate_embed_and_embedder(module, tmp_path):
     data = blobs()
     run = tmp_path / "run"

@@ -116,7 +116,7 @@ def run_demo(out="spkid_out/demo", *, backend: str = "torch", model: str = "vgg_
 
     from spkid.app import plots
     from spkid.backends import get_backend
-    from spkid.data.cache import build_cache
+    from spkid.data.featstore import build_feature_store
     from spkid.data.featuresets import cache_feature_sets
     from spkid.data.manifest import write_manifest
     from spkid.features.config import FeatureConfig
@@ -136,9 +136,9 @@ def run_demo(out="spkid_out/demo", *, backend: str = "torch", model: str = "vgg_
     print(manifest.summary())
     write_manifest(out / "manifest.txt", manifest)
 
-    _step(2, "features (40 log-mel bands, 25 ms / 10 ms) -> cache")
+    _step(2, "features (40 log-mel bands, 25 ms / 10 ms) -> feature store")
     cache_dir = out / "cache" / key
-    print(build_cache(manifest, cache_dir, FeatureConfig(), progress=progress).summary())
+    print(build_feature_store(manifest, cache_dir, FeatureConfig(), progress=progress).summary())
     train, val, test = cache_feature_sets(cache_dir, seed, progress)
 
     _step(3, f"training {model} ({backend}, demo size) for {epochs} epochs")

@@ -60,6 +60,7 @@ _LAZY = {
     "add_noise": "sampler",
     "eval_pieces": "sampler",
     "eval_batches": "sampler",
+    "EpochSteps": "sampler",
     "SpeakerProfile": "synthetic.voices",
     "make_speakers": "synthetic.voices",
     "synthesize_utterance": "synthetic.voices",
@@ -73,7 +74,15 @@ _LAZY = {
     "WaveStore": "waves",
     "verify_wave_store": "waves",
     "build_wave_store": "waves_build",
-    "merge_wave_stores": "waves_build",
+    "merge_wave_stores": "store_merge",
+    "build_store": "waves_build",
+    "StoreKind": "waves_build",
+    "FeatureStore": "featstore",
+    "StoredFeatures": "featstore",
+    "build_feature_store": "featstore",
+    "convert_cache": "featstore",
+    "merge_feature_stores": "featstore",
+    "is_feature_store": "featstore",
 }
 
 __all__ = list(_LAZY)

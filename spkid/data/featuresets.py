@@ -24,8 +24,10 @@ __all__ = ["FeatureSet", "split_holdout", "holdout_index", "load_feature_set", "
 class FeatureSet:
     """Utterance features with integer labels.
 
-    ``features``: list of (T_i, n_mels) float32 arrays; ``labels``: (N,) int64 indices into ``speakers``
-    (the LabelMap's ordered names); ``ids``: one string per utterance (e.g. its relative path).
+    ``features``: list of (T_i, n_mels) float32 arrays, or a lazy sequence of read-only views into a
+    feature store (:class:`~spkid.data.featstore.StoredFeatures`: streamed, never loaded whole);
+    ``labels``: (N,) int64 indices into ``speakers`` (the LabelMap's ordered names); ``ids``: one string
+    per utterance (e.g. its relative path).
     """
 
     features: list
@@ -35,7 +37,9 @@ class FeatureSet:
     ids: list | None = None
 
     def __post_init__(self) -> None:
-        self.features = [np.asarray(f, dtype=np.float32) for f in self.features]
+        lazy = getattr(self.features, "lazy", False)
+        if not lazy:
+            self.features = [np.asarray(f, dtype=np.float32) for f in self.features]
         self.labels = np.asarray(self.labels, dtype=np.int64).reshape(-1)
         self.speakers = tuple(self.speakers)
         if self.ids is None:
@@ -45,8 +49,11 @@ class FeatureSet:
                 f"FeatureSet: {len(self.features)} feature arrays, {len(self.labels)} labels and "
                 f"{len(self.ids)} ids must have the same length"
             )
-        dims = {f.shape[1] if f.ndim == 2 else -1 for f in self.features}
-        if len(dims) > 1 or -1 in dims or any(f.shape[0] < 1 for f in self.features):
+        if lazy:  # (T_i, n_mels) rows checked by the store; T_i >= 1 by its index check
+            dims = {self.features.n_mels}
+        else:
+            dims = {f.shape[1] if f.ndim == 2 else -1 for f in self.features}
+        if len(dims) > 1 or -1 in dims or (not lazy and any(f.shape[0] < 1 for f in self.features)):
             raise FeatureError(f"FeatureSet: features must be non-empty (T, n_mels) arrays with one n_mels, got {dims}")
         if len(self.labels) and (self.labels.min() < 0 or self.labels.max() >= len(self.speakers)):
             raise FeatureError(f"FeatureSet: labels must be in 0..{len(self.speakers) - 1}")
@@ -60,13 +67,16 @@ class FeatureSet:
 
     @property
     def n_mels(self) -> int:
+        if getattr(self.features, "lazy", False):
+            return self.features.n_mels
         return self.features[0].shape[1] if self.features else 0
 
     def subset(self, index: Sequence[int]) -> "FeatureSet":
         """The utterances at ``index`` (same speakers and feature config)."""
         index = [int(i) for i in index]
-        return FeatureSet([self.features[i] for i in index], self.labels[index], self.speakers,
-                          self.feature_config, [self.ids[i] for i in index])
+        feats = (self.features.subset(index) if getattr(self.features, "lazy", False)
+                 else [self.features[i] for i in index])
+        return FeatureSet(feats, self.labels[index], self.speakers, self.feature_config, [self.ids[i] for i in index])
 
 
 def holdout_index(labels, fraction: float, seed: int = 0) -> np.ndarray:
@@ -118,6 +128,14 @@ def load_feature_set(split: str, *, cache=None, data=None, layout: str = "auto",
     from spkid.data.labels import LabelMap
 
     if cache:
+        from spkid.data.featstore import is_feature_store, is_legacy_cache
+
+        if is_feature_store(cache):
+            return _from_store(split, cache, feature_config, speakers)
+        if is_legacy_cache(cache) and progress:
+            print(f"note: {cache} is a per-utterance cache of the older format, loaded whole into memory; "
+                  f"`spkid prepare {cache} --cache NEW` converts it into a feature store that streams")
+    if cache:
         from spkid.data.cache import FeatureCache
 
         fc = FeatureCache(cache, config=feature_config)
@@ -154,6 +172,29 @@ def load_feature_set(split: str, *, cache=None, data=None, layout: str = "auto",
     if not feats:
         return None
     return FeatureSet(feats, ys, tuple(names), feature_config, ids)
+
+
+def _from_store(split: str, root, feature_config: FeatureConfig | None, speakers) -> FeatureSet | None:
+    """The utterances of ``split`` in the feature store at ``root``, streamed (:class:`StoredFeatures`)."""
+    from spkid.errors import CacheError
+    from spkid.data.featstore import FeatureStore, StoredFeatures
+
+    store = FeatureStore.open(root)
+    if feature_config is not None and feature_config != store.feature_config:
+        raise CacheError(f"feature store holds {store.feature_config.describe()}, asked for "
+                         f"{feature_config.describe()}", path=root)
+    idx, names = store.select(split, speakers)
+    if len(idx) < len(store.indices(split)):
+        print(f"skipped {len(store.indices(split)) - len(idx)} utterances of {split} whose speakers are not "
+              f"among the {len(names)} known speakers")
+    who = store.utterance_speakers[idx]
+    if not len(idx):
+        return None
+    labels = np.searchsorted(np.asarray(sorted(names), dtype=str), who)
+    order = np.argsort(np.asarray(names, dtype=str), kind="stable")
+    labels = order[labels]  # position in ``names`` (sorted or not)
+    return FeatureSet(StoredFeatures(store, idx), labels, tuple(names), store.feature_config,
+                      [store.ids[i] for i in idx.tolist()])
 
 
 def cache_feature_sets(cache_dir, seed: int = 0, progress: bool = True):

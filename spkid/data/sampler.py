@@ -38,6 +38,7 @@ __all__ = [
     "add_noise",
     "eval_pieces",
     "eval_batches",
+    "EpochSteps",
 ]
 
 
@@ -142,6 +143,46 @@ class TrainSampler:
         order = self.order(epoch)
         for i in range(self._n_batches):
             yield self.batch(epoch, i, order)
+
+
+class EpochSteps:
+    """Training epoch ``epoch``'s steps ``[start, stop)`` of a sampler's endless stream of batches, with the
+    sampler's own interface (``len``, ``order``, ``batch``) so the backends' loaders take either.
+
+    Global step ``g`` is batch ``g % len(sampler)`` of data epoch ``g // len(sampler)`` (a data epoch:
+    every utterance ``crops_per_utterance`` times), whatever the training epochs' length
+    (``TrainConfig.steps_per_epoch``): a run cut into other epochs, stopped by ``max_steps`` or resumed
+    sees the same batch at the same step.
+    """
+
+    def __init__(self, sampler, start: int, stop: int):
+        if not 0 <= start <= stop:
+            raise ValueError(f"EpochSteps needs 0 <= start <= stop, got [{start}, {stop})")
+        self.sampler, self.start, self.stop = sampler, int(start), int(stop)
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def locate(self, k: int) -> tuple[int, int]:
+        """(data epoch, batch index) of this range's ``k``-th step."""
+        if not 0 <= k < len(self):
+            raise IndexError(f"step {k} out of range 0..{len(self) - 1}")
+        return divmod(self.start + k, len(self.sampler))
+
+    def order(self, epoch: int | None = None) -> dict:
+        """The orders of the data epochs these steps draw from (computed once, shared with forked workers)."""
+        n = len(self.sampler)
+        return {e: self.sampler.order(e) for e in range(self.start // n, (max(self.stop, 1) - 1) // n + 1)}
+
+    def batch(self, epoch: int | None, k: int, order: dict | None = None):
+        """Step ``k`` of the range (``epoch`` is ignored: the step alone decides the batch)."""
+        e, i = self.locate(k)
+        return self.sampler.batch(e, i, None if order is None else order.get(e))
+
+    def epoch(self, epoch: int | None = None):
+        order = self.order()
+        for k in range(len(self)):
+            yield self.batch(None, k, order)
 
 
 def eval_pieces(features: Sequence[np.ndarray], config: TrainConfig) -> tuple[list, np.ndarray]:

@@ -8,7 +8,8 @@ Layout of a store folder ``ROOT``::
                         "index": {"file": "index.npz", "n_utterances", "sha256"}}   -- written last
     index.npz          one row per utterance (np.savez, read with allow_pickle=False): relpath (str),
                        split (str), speaker (str), shard (int64), offset (int64), length (int64),
-                       sha256 (str: hex digest of the utterance's stored sample bytes)
+                       sha256 (64-byte ASCII hex digest of the utterance's stored sample bytes;
+                       str in stores written before)
     shard-00000.npy    plain 1-D little-endian ``<i2`` or ``<f4`` .npy arrays: the utterances of the
     shard-00001.npy    shard concatenated back to back (an utterance never spans two shards)
     .build/shard-00000.json   build journal (:mod:`spkid.data.waves_build`): what each finished shard holds
@@ -23,7 +24,6 @@ the shards with ``np.load(mmap_mode="r")`` and copy out only the slice asked for
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import re
 from pathlib import Path
@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from spkid.errors import CacheError, ConfigError
-from spkid.fileio import check_format, read_file_bytes, read_json_file
+from spkid.fileio import check_format, read_json_file
 from spkid.data.manifest import SPLITS, Utterance
 
 __all__ = [
@@ -54,6 +54,9 @@ INDEX_FILE = "index.npz"
 INDEX_FIELDS = ("relpath", "split", "speaker", "shard", "offset", "length", "sha256")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _SHARD_NAME = re.compile(r"shard-\d{5,}\.npy")
+_IS_HEX = np.zeros(256, dtype=bool)
+_IS_HEX[np.frombuffer(b"0123456789abcdef", dtype=np.uint8)] = True
+_OPEN: dict = {}  # (class, folder, header file identity) -> a store opened by WaveStore.open
 
 
 def shard_name(number: int) -> str:
@@ -74,12 +77,13 @@ def file_sha256(path: str | os.PathLike, what: str = "file") -> str:
 
 
 # ------------------------------------------------------------------------------------ header and index
-def _read_header(root: Path) -> dict:
-    path = root / HEADER_FILE
+def _read_header(root: Path, header_file: str = HEADER_FILE, fmt: str = WAVE_FORMAT,
+                 what: str = "wave store") -> dict:
+    path = root / header_file
     if not path.exists():
-        raise CacheError(f"not a wave store (no {HEADER_FILE}); build it with build_wave_store", path=root)
-    data = read_json_file(path, "wave store header", CacheError)
-    check_format(data, WAVE_FORMAT, WAVE_FORMAT_VERSION, "wave store header", error=CacheError, path=path,
+        raise CacheError(f"not a {what} (no {header_file}); build it with `spkid prepare`", path=root)
+    data = read_json_file(path, f"{what} header", CacheError)
+    check_format(data, fmt, WAVE_FORMAT_VERSION, f"{what} header", error=CacheError, path=path,
                  version_key="format_version")
     sr, dtype, speakers = data.get("sr"), data.get("dtype"), data.get("speakers")
     if isinstance(sr, bool) or not isinstance(sr, int) or sr <= 0:
@@ -113,17 +117,18 @@ def _shard_record_ok(s: object) -> bool:
 
 def _read_index(root: Path, header: dict) -> dict[str, np.ndarray]:
     path = root / INDEX_FILE
-    data = read_file_bytes(path, "wave store index", CacheError)
-    if hashlib.sha256(data).hexdigest() != header["index"]["sha256"]:
+    if file_sha256(path, "wave store index") != header["index"]["sha256"]:  # streamed: no copy of the file held
         raise CacheError("wave store index checksum mismatch (corrupt, tampered or from another build)", path=path)
     try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+        with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in INDEX_FIELDS}
+            # hex digests as 64 bytes (older stores wrote them as str: 4 bytes a character)
+            arrays["sha256"] = arrays["sha256"].astype("S64") if arrays["sha256"].dtype.kind in "US" else arrays["sha256"]
     except Exception as exc:  # BadZipFile, KeyError, ValueError (object arrays), ...
         raise CacheError(f"cannot read wave store index: {type(exc).__name__}: {exc}"[:300], path=path) from None
     n = header["index"]["n_utterances"]
     for k, a in arrays.items():
-        want = "U" if k in ("relpath", "split", "speaker", "sha256") else "i"
+        want = "S" if k == "sha256" else "U" if k in ("relpath", "split", "speaker") else "i"
         if a.ndim != 1 or a.shape[0] != n or a.dtype.kind != want:
             raise CacheError(f"index field {k!r} has shape {a.shape} dtype {a.dtype}, expected ({n},) "
                              f"{'str' if want == 'U' else 'int'}", path=path)
@@ -139,7 +144,8 @@ def _check_index(a: dict[str, np.ndarray], header: dict, path: Path) -> None:
         raise CacheError(f"unknown split in wave store index (expected {SPLITS})", path=path)
     if not np.isin(a["speaker"], np.asarray(header["speakers"], dtype=str)).all():
         raise CacheError("the wave store index names a speaker missing from the header", path=path)
-    if not all(_HEX64.fullmatch(s) for s in a["sha256"].tolist()):
+    digits = a["sha256"].view(np.uint8).reshape(-1, 64) if a["sha256"].dtype.itemsize == 64 else None
+    if digits is None or not _IS_HEX[digits].all():
         raise CacheError("malformed utterance sha256 in wave store index", path=path)
     shard, offset, length = a["shard"], a["offset"], a["length"]
     sizes = np.asarray([s["n_samples"] for s in header["shards"]], dtype=np.int64)
@@ -165,11 +171,19 @@ class WaveStore:
     ``ids`` (relpaths), ``splits`` and ``speakers`` (sorted) are tuples; ``labels`` (index into
     ``speakers``) and ``lengths`` (samples) are read-only ``np.int64`` arrays; ``len(store)`` is the
     number of utterances. :meth:`read` copies one (slice of an) utterance out of the memory-mapped shard.
+
+    Subclasses store rows of another shape in the same layout (:class:`spkid.data.featstore.FeatureStore`:
+    ``(n_frames, n_mels)`` rows): they set the class attributes below and :attr:`row_shape`.
     """
+
+    HEADER_FILE = HEADER_FILE
+    FORMAT = WAVE_FORMAT
+    WHAT = "wave store"
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
-        header = _read_header(self.root)
+        header = _read_header(self.root, self.HEADER_FILE, self.FORMAT, self.WHAT)
+        self._check_header(header)
         index = _read_index(self.root, header)
         self.sr: int = header["sr"]
         self.dtype: str = header["dtype"]
@@ -179,13 +193,12 @@ class WaveStore:
         self._shard_sizes = tuple(s["n_samples"] for s in header["shards"])
         self._shard_sha = tuple(s["sha256"] for s in header["shards"])
         self.ids: tuple[str, ...] = tuple(index["relpath"].tolist())
-        self.splits: tuple[str, ...] = tuple(index["split"].tolist())
         self._speaker_of = index["speaker"]
         self.labels = np.searchsorted(np.asarray(self.speakers, dtype=str), self._speaker_of).astype(np.int64)
         self.lengths = index["length"].astype(np.int64)
         self._shard = index["shard"].astype(np.int64)
         self._offset = index["offset"].astype(np.int64)
-        self._sha = tuple(index["sha256"].tolist())
+        self._sha = index["sha256"]  # S64 hex digests
         for arr in (self.labels, self.lengths, self._shard, self._offset):
             arr.setflags(write=False)
         self._split_arr = index["split"]
@@ -193,14 +206,46 @@ class WaveStore:
         self._by_id: dict[str, int] | None = None
         for k, name in enumerate(self.shard_files):
             p = self.root / name
-            want = DTYPES[self.dtype].itemsize * self._shard_sizes[k]
+            want = DTYPES[self.dtype].itemsize * self._shard_sizes[k] * int(np.prod(self.row_shape))
             try:
                 size = p.stat().st_size
             except OSError:
-                raise CacheError("shard file listed in waves.json is missing", path=p) from None
+                raise CacheError(f"shard file listed in {self.HEADER_FILE} is missing", path=p) from None
             if size < want:
                 raise CacheError(f"truncated shard: {size} bytes, its {self._shard_sizes[k]} samples need "
                                  f"more than {want}", path=p)
+
+    row_shape: tuple[int, ...] = ()  # trailing shape of one stored row (a sample: scalar)
+
+    def _check_header(self, header: dict) -> None:
+        """Check a subclass's own header fields (and set :attr:`row_shape`); nothing for waves."""
+
+    @classmethod
+    def open(cls, root: str | os.PathLike) -> "WaveStore":
+        """The store at ``root``, shared by every caller in this process while its header is unchanged
+        (the index of a large corpus is read and held once, not once per split)."""
+        root = Path(root)
+        try:
+            st = (root / cls.HEADER_FILE).stat()
+            key = (cls, str(root.resolve()), st.st_ino, st.st_mtime_ns, st.st_size)
+        except OSError:
+            return cls(root)  # raises the error that names what is missing
+        store = _OPEN.get(key)
+        if store is None:
+            if len(_OPEN) >= 4:
+                _OPEN.pop(next(iter(_OPEN)))
+            store = _OPEN[key] = cls(root)
+        return store
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """The split of each utterance, in store order."""
+        return tuple(self._split_arr.tolist())
+
+    def __getstate__(self) -> dict:
+        """Pickled (e.g. to a spawned loader worker) without its memory maps: each process maps the shards
+        itself, and the OS page cache shares the pages."""
+        return {**self.__dict__, "_maps": {}}
 
     # ------------------------------------------------------------------------------------ metadata
     def __len__(self) -> int:
@@ -215,13 +260,19 @@ class WaveStore:
     def shard_paths(self) -> tuple[Path, ...]:
         return tuple(self.root / f for f in self.shard_files)
 
+    @property
+    def utterance_speakers(self) -> np.ndarray:
+        """The speaker id of each utterance, in store order (a read-only str array)."""
+        self._speaker_of.setflags(write=False)
+        return self._speaker_of
+
     def speaker(self, i: int) -> str:
         return str(self._speaker_of[self._check_i(i)])
 
     def utterance(self, i: int) -> Utterance:
         """The manifest record of utterance ``i``."""
         i = self._check_i(i)
-        return Utterance(self.ids[i], str(self._speaker_of[i]), self.splits[i])
+        return Utterance(self.ids[i], str(self._speaker_of[i]), str(self._split_arr[i]))
 
     def index_of(self, relpath: str) -> int:
         """Position of the utterance stored from ``relpath``; KeyError if absent."""
@@ -234,6 +285,21 @@ class WaveStore:
         if split not in SPLITS:
             raise ConfigError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
         return np.flatnonzero(self._split_arr == split).astype(np.int64)
+
+    def select(self, split: str, speakers=None) -> tuple[np.ndarray, list[str]]:
+        """``(indices, names)``: the utterances of ``split`` whose speaker is in the label set ``names``.
+        ``speakers`` fixes the set and its order (a checkpoint's); default the store's training speakers
+        (all of its speakers when it has no training part); ``"all"``: every speaker of the split, sorted."""
+        index = self.indices(split)
+        who = self._speaker_of[index]
+        if speakers == "all":
+            names = sorted(set(who.tolist()))
+        elif speakers is None:
+            names = sorted(set(self._speaker_of[self.indices("train")].tolist())) or list(self.speakers)
+        else:
+            names = list(speakers)
+        keep = np.isin(who, np.asarray(names, dtype=str)) if names else np.zeros(len(index), dtype=bool)
+        return index[keep], names
 
     def _check_i(self, i) -> int:
         if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
@@ -252,9 +318,11 @@ class WaveStore:
                 m = np.load(path, mmap_mode="r", allow_pickle=False)
             except Exception as exc:
                 raise CacheError(f"cannot map shard: {type(exc).__name__}: {exc}"[:300], path=path) from None
-            if m.ndim != 1 or m.dtype != DTYPES[self.dtype] or m.shape[0] != self._shard_sizes[k]:
-                raise CacheError(f"shard holds {m.dtype} {m.shape}, waves.json says {self.dtype} "
-                                 f"({self._shard_sizes[k]},)", path=path)
+            want = (self._shard_sizes[k], *self.row_shape)
+            if m.dtype != DTYPES[self.dtype] or m.shape != want:
+                raise CacheError(f"shard holds {m.dtype} {m.shape}, {self.HEADER_FILE} says {self.dtype} "
+                                 f"{want}", path=path)
+            m = np.asarray(m)  # a plain read-only ndarray over the map (np.memmap's slicing costs more than a crop)
             self._maps[k] = m
         return m
 
@@ -285,26 +353,33 @@ class WaveStore:
         """Like ``read(i)`` for the whole utterance, after checking its samples against the index sha256."""
         i = self._check_i(i)
         raw = np.ascontiguousarray(self._raw(i, 0, None))
-        if hashlib.sha256(raw.tobytes()).hexdigest() != self._sha[i]:
+        if hashlib.sha256(raw.tobytes()).hexdigest().encode() != self._sha[i]:
             raise CacheError(f"samples of {self.ids[i]!r} fail their checksum (corrupt or tampered shard)",
                              path=self.root / self.shard_files[int(self._shard[i])])
         return self.read(i)
 
-    def verify(self) -> int:
-        """Re-hash every shard against ``waves.json``; a mismatch is a CacheError naming the shard.
-        Returns the number of shards checked."""
-        for k, name in enumerate(self.shard_files):
-            if file_sha256(self.root / name, "shard") != self._shard_sha[k]:
-                raise CacheError("shard checksum mismatch (corrupt or tampered)", path=self.root / name)
-        return len(self.shard_files)
+    def verify(self, workers: int | None = None) -> int:
+        """Re-hash every shard against the header (``waves.json``) in ``workers`` threads (default: the
+        CPU count, at most 8; hashlib hashes outside the GIL); a mismatch is a CacheError naming the shard
+        (the first in shard order). Returns the number of shards checked."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        paths = [self.root / name for name in self.shard_files]
+        workers = workers or min(8, os.cpu_count() or 1)
+        with ThreadPoolExecutor(max(1, min(workers, len(paths) or 1))) as pool:
+            digests = list(pool.map(lambda p: file_sha256(p, "shard"), paths))
+        for path, got, want in zip(paths, digests, self._shard_sha):
+            if got != want:
+                raise CacheError("shard checksum mismatch (corrupt or tampered)", path=path)
+        return len(paths)
 
     def __repr__(self) -> str:
         return (f"WaveStore({str(self.root)!r}: {len(self)} utterances, {len(self.speakers)} speakers, "
                 f"{self.n_samples / self.sr / 3600:.2f} h at {self.sr} Hz {self.dtype}, {len(self.shard_files)} shards)")
 
 
-def verify_wave_store(root: str | os.PathLike) -> WaveStore:
-    """Open the store at ``root`` and re-hash every shard (:meth:`WaveStore.verify`); returns the store."""
-    store = WaveStore(root)
+def verify_wave_store(root: str | os.PathLike, cls: type = WaveStore) -> WaveStore:
+    """Open the store at ``root`` (a ``cls``) and re-hash every shard (:meth:`WaveStore.verify`); returns it."""
+    store = cls(root)
     store.verify()
     return store

@@ -7,6 +7,9 @@ the file fsync'ed and renamed to ``shard-NNNNN.npy``, then its journal ``.build/
 (the relpaths it consumed, failed ones included, and the offset, length and sha256 of each stored
 one) is written atomically. ``index.npz`` and then ``waves.json`` are written last, atomically.
 
+The same builder writes feature stores (:mod:`spkid.data.featstore`): a :class:`StoreKind` says what a
+store holds (its class, rows, header fields) and which worker function turns an utterance into rows.
+
 A rerun after a crash (even ``kill -9``) keeps the leading shards whose journal matches the utterances
 the manifest puts there and whose file matches the journal's sha256, without decoding them again;
 the first shard that does not, every later one and any temporary file are discarded. Unreadable audio
@@ -24,7 +27,7 @@ import sys
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -33,12 +36,13 @@ from spkid.errors import CacheError, ConfigError, SpkidError
 from spkid.fileio import atomic_write, atomic_write_text, read_json_file
 from spkid.data.cache import _check_shard, _pool_context, in_shard
 from spkid.data.manifest import Manifest
-from spkid.data.waves import (DTYPES, HEADER_FILE, INDEX_FILE, INT16_SCALE, WAVE_FORMAT, WAVE_FORMAT_VERSION,
-                              WaveStore, file_sha256, shard_name)
+from spkid.data.waves import DTYPES, INDEX_FILE, INT16_SCALE, WAVE_FORMAT_VERSION, WaveStore, file_sha256, shard_name
 
-__all__ = ["WaveBuildReport", "build_wave_store", "merge_wave_stores", "DEFAULT_SHARD_SAMPLES"]
+__all__ = ["WaveBuildReport", "StoreKind", "build_store", "build_wave_store",
+           "DEFAULT_SHARD_SAMPLES", "DEFAULT_SHARD_BYTES", "wave_kind"]
 
-DEFAULT_SHARD_SAMPLES = 1 << 26  # ~70 min at 16 kHz, 128 MiB as int16
+DEFAULT_SHARD_BYTES = 1 << 27  # 128 MiB a shard
+DEFAULT_SHARD_SAMPLES = DEFAULT_SHARD_BYTES // 2  # ~70 min at 16 kHz as int16
 _JOURNAL = "spkid-wave-journal"
 _NPY_HEADER = 128  # bytes reserved for the .npy header of a streamed shard
 
@@ -52,7 +56,8 @@ class WaveBuildReport:
     failed: list[tuple[str, str]] = dataclasses.field(default_factory=list)
     shards_written: int = 0
     shards_kept: int = 0
-    n_samples: int = 0
+    n_samples: int = 0  # rows stored: samples of a wave store, frames of a feature store
+    unit: str = "samples"
 
     @property
     def usable(self) -> int:
@@ -60,7 +65,31 @@ class WaveBuildReport:
 
     def summary(self) -> str:
         return (f"decoded {self.decoded}, reused {self.reused} (from {self.shards_kept} kept shards), failed "
-                f"{len(self.failed)}; {self.shards_written} shards written, {self.n_samples} samples in all")
+                f"{len(self.failed)}; {self.shards_written} shards written, {self.n_samples} {self.unit} in all")
+
+
+@dataclasses.dataclass(frozen=True)
+class StoreKind:
+    """What a store holds: its reader class (header file and format), rate and stored dtype, the trailing
+    shape of a row, extra header fields (also checked against a kept shard's journal), and the picklable
+    worker ``produce((source_root, relpath, *params)) -> (relpath, rows | None, failure reason)``."""
+
+    cls: type
+    sr: int
+    dtype: str
+    produce: Callable
+    params: tuple
+    row_shape: tuple = ()
+    extra: dict | None = None
+
+    @property
+    def row_bytes(self) -> int:
+        return DTYPES[self.dtype].itemsize * int(np.prod(self.row_shape, dtype=np.int64))
+
+
+def wave_kind(sr: int, dtype: str) -> StoreKind:
+    """The kind of a wave store: samples at ``sr`` stored as ``dtype``."""
+    return StoreKind(WaveStore, sr, dtype, _decode_one, (sr, dtype))
 
 
 def quantize(y: np.ndarray, dtype: str) -> np.ndarray:
@@ -82,9 +111,10 @@ def _decode_one(job: tuple[str, str, int, str]) -> tuple[str, np.ndarray | None,
     return relpath, q, ""
 
 
-def _npy_header(dtype: np.dtype, n: int) -> bytes:
-    """A .npy v1.0 header of exactly :data:`_NPY_HEADER` bytes for a 1-D array of ``n`` items."""
-    body = ("{'descr': '%s', 'fortran_order': False, 'shape': (%d,), }" % (dtype.str, n)).encode("latin1")
+def _npy_header(dtype: np.dtype, n: int, row_shape: tuple = ()) -> bytes:
+    """A .npy v1.0 header of exactly :data:`_NPY_HEADER` bytes for an array of ``n`` rows of ``row_shape``."""
+    shape = str((n, *row_shape))
+    body = ("{'descr': '%s', 'fortran_order': False, 'shape': %s, }" % (dtype.str, shape)).encode("latin1")
     pad = _NPY_HEADER - 10 - len(body) - 1
     return b"\x93NUMPY\x01\x00" + struct.pack("<H", _NPY_HEADER - 10) + body + b" " * pad + b"\n"
 
@@ -100,8 +130,8 @@ def _fsync_dir(path: Path) -> None:
 class _ShardWriter:
     """Streams the utterances of one shard to a temporary file; :meth:`close` publishes it."""
 
-    def __init__(self, root: Path, number: int, dtype: str):
-        self.root, self.number, self.dtype = root, number, DTYPES[dtype]
+    def __init__(self, root: Path, number: int, dtype: str, row_shape: tuple = ()):
+        self.root, self.number, self.dtype, self.row_shape = root, number, DTYPES[dtype], tuple(row_shape)
         fd, tmp = tempfile.mkstemp(prefix=f".{shard_name(number)}.", suffix=".tmp", dir=root)
         self.tmp, self.fh = Path(tmp), os.fdopen(fd, "wb")
         self.fh.write(b"\0" * _NPY_HEADER)
@@ -115,7 +145,9 @@ class _ShardWriter:
         if q is None:
             self.failed.append([relpath, reason])
             return
-        data = q.tobytes()
+        if q.shape[1:] != self.row_shape:
+            raise CacheError(f"rows of shape {q.shape[1:]} in a store of {self.row_shape} rows", path=relpath)
+        data = np.ascontiguousarray(q, dtype=self.dtype).tobytes()
         self.fh.write(data)
         self.stored.append([relpath, self.n, int(q.shape[0]), hashlib.sha256(data).hexdigest()])
         self.n += int(q.shape[0])
@@ -124,9 +156,9 @@ class _ShardWriter:
         self.fh.close()
         self.tmp.unlink(missing_ok=True)
 
-    def close(self, sr: int, dtype: str) -> dict:
+    def close(self, sr: int, dtype: str, extra: dict | None = None) -> dict:
         self.fh.seek(0)
-        self.fh.write(_npy_header(self.dtype, self.n))
+        self.fh.write(_npy_header(self.dtype, self.n, self.row_shape))
         self.fh.flush()
         os.fsync(self.fh.fileno())
         self.fh.close()
@@ -136,7 +168,7 @@ class _ShardWriter:
         final = self.root / shard_name(self.number)
         journal = {"format": _JOURNAL, "version": 1, "sr": sr, "dtype": dtype, "file": final.name,
                    "n_samples": self.n, "sha256": file_sha256(self.tmp, "shard"), "consumed": self.consumed,
-                   "stored": self.stored, "failed": self.failed}
+                   "stored": self.stored, "failed": self.failed, "extra": extra}
         os.replace(self.tmp, final)
         _fsync_dir(self.root)
         atomic_write_text(_journal_path(self.root, self.number), json.dumps(journal) + "\n")
@@ -147,7 +179,7 @@ def _journal_path(root: Path, number: int) -> Path:
     return root / ".build" / f"shard-{number:05d}.json"
 
 
-def _kept_journal(root: Path, number: int, sr: int, dtype: str, expect: list[str]) -> dict | None:
+def _kept_journal(root: Path, number: int, kind: StoreKind, expect: list[str]) -> dict | None:
     """The journal of shard ``number`` if it and its shard file are intact and hold the next
     utterances ``expect`` starts with, else None."""
     path = _journal_path(root, number)
@@ -156,7 +188,8 @@ def _kept_journal(root: Path, number: int, sr: int, dtype: str, expect: list[str
     try:
         j = read_json_file(path, "wave build journal", CacheError)
         if not (isinstance(j, dict) and j.get("format") == _JOURNAL and j.get("version") == 1
-                and j.get("sr") == sr and j.get("dtype") == dtype and j.get("file") == shard_name(number)):
+                and j.get("sr") == kind.sr and j.get("dtype") == kind.dtype and j.get("extra") == kind.extra
+                and j.get("file") == shard_name(number)):
             return None
         consumed = j["consumed"]
         if not consumed or consumed != expect[:len(consumed)]:
@@ -186,16 +219,16 @@ def _clean(root: Path, first_dropped: int) -> None:
                 p.unlink(missing_ok=True)
 
 
-def _write_store(root: Path, sr: int, dtype: str, speakers: list[str], shards: list[dict], rows: list[tuple],
+def _write_store(root: Path, kind: StoreKind, speakers: list[str], shards: list[dict], rows: list[tuple],
                  shard: tuple[int, int] | None) -> None:
-    """Write ``index.npz`` then ``waves.json`` atomically. ``rows``: (relpath, split, speaker, shard,
+    """Write ``index.npz`` then the header (``waves.json``) atomically. ``rows``: (relpath, split, speaker, shard,
     offset, length, sha256)."""
     cols = list(zip(*rows)) if rows else [[]] * 7
     arrays = {
         "relpath": np.asarray(cols[0], dtype=str), "split": np.asarray(cols[1], dtype=str),
         "speaker": np.asarray(cols[2], dtype=str), "shard": np.asarray(cols[3], dtype=np.int64),
         "offset": np.asarray(cols[4], dtype=np.int64), "length": np.asarray(cols[5], dtype=np.int64),
-        "sha256": np.asarray(cols[6], dtype=str),
+        "sha256": np.asarray(cols[6], dtype="S64"),
     }
 
     def write(p: Path) -> None:
@@ -203,12 +236,13 @@ def _write_store(root: Path, sr: int, dtype: str, speakers: list[str], shards: l
             np.savez(fh, **arrays)
 
     atomic_write(root / INDEX_FILE, write)
-    header = {"format": WAVE_FORMAT, "format_version": WAVE_FORMAT_VERSION, "sr": sr, "dtype": dtype,
+    header = {"format": kind.cls.FORMAT, "format_version": WAVE_FORMAT_VERSION, "sr": kind.sr, "dtype": kind.dtype,
+              **(kind.extra or {}),
               "speakers": sorted(set(speakers)), "shard": list(shard) if shard else None,
               "shards": [{"file": s["file"], "n_samples": s["n_samples"], "sha256": s["sha256"]} for s in shards],
               "index": {"file": INDEX_FILE, "n_utterances": len(rows),
                         "sha256": file_sha256(root / INDEX_FILE, "wave store index")}}
-    atomic_write_text(root / HEADER_FILE, json.dumps(header, indent=1) + "\n")
+    atomic_write_text(root / kind.cls.HEADER_FILE, json.dumps(header, indent=1) + "\n")
 
 
 def _check_options(sr, dtype, shard_samples, workers) -> None:
@@ -236,10 +270,22 @@ def build_wave_store(
     """Decode (and resample to ``sr``) the utterances of ``manifest`` into a wave store at ``root``.
 
     ``shard=(i, n)`` stores only the utterances :func:`~spkid.data.cache.in_shard` gives machine ``i``;
-    combine the n roots with :func:`merge_wave_stores`. The store's speakers are the manifest's (all of
+    combine the n roots with :func:`~spkid.data.store_merge.merge_wave_stores`. The store's speakers are the manifest's (all of
     them, so every shard root labels alike). Resumable and crash-safe (see the module docstring).
     """
     _check_options(sr, dtype, shard_samples, workers)
+    return build_store(manifest, root, wave_kind(sr, dtype), shard_rows=shard_samples, workers=workers,
+                       shard=shard, progress=progress)
+
+
+def build_store(manifest: Manifest, root: str | os.PathLike, kind: StoreKind, *, shard_rows: int | None = None,
+                workers: int = 1, shard: tuple[int, int] | None = None, progress: bool = False,
+                source_root: str | os.PathLike | None = None, desc: str = "storing waves") -> WaveBuildReport:
+    """Store the utterances of ``manifest`` (read from ``source_root``, default its audio root) as ``kind``
+    says, in shards of ``shard_rows`` rows (default about :data:`DEFAULT_SHARD_BYTES`); see
+    :func:`build_wave_store` for ``workers`` and ``shard``."""
+    shard_rows = shard_rows or max(1, DEFAULT_SHARD_BYTES // kind.row_bytes)
+    _check_options(kind.sr, kind.dtype, shard_rows, workers)
     shard = _check_shard(shard)
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -247,19 +293,19 @@ def build_wave_store(
     jobs = [u for u in manifest if in_shard(u.path, shard)]
     order = [u.path for u in jobs]
     by_path = {u.path: u for u in jobs}
-    report = WaveBuildReport()
+    report = WaveBuildReport(unit="frames" if kind.row_shape else "samples")
     from filelock import FileLock
 
     with FileLock(str(root / ".waves.lock")):
         kept, pos = [], 0
         while pos < len(order):
-            j = _kept_journal(root, len(kept), sr, dtype, order[pos:])
+            j = _kept_journal(root, len(kept), kind, order[pos:])
             if j is None:
                 break
             kept.append(j)
             pos += len(j["consumed"])
-        if pos < len(order) or (root / HEADER_FILE).exists():
-            for name in (HEADER_FILE, INDEX_FILE):  # the old header may name shards about to change
+        if pos < len(order) or (root / kind.cls.HEADER_FILE).exists():
+            for name in (kind.cls.HEADER_FILE, INDEX_FILE):  # the old header may name shards about to change
                 (root / name).unlink(missing_ok=True)
         _clean(root, len(kept))
         report.shards_kept = len(kept)
@@ -267,31 +313,31 @@ def build_wave_store(
             report.reused += len(j["stored"])
             report.failed.extend((r, f"{m} (in an earlier run)") for r, m in j["failed"])
         shards = list(kept)
-        audio_root = str(Path(manifest.root).resolve())
-        todo = [(audio_root, p, sr, dtype) for p in order[pos:]]
+        audio_root = str(Path(source_root or manifest.root).resolve())
+        todo = [(audio_root, p, *kind.params) for p in order[pos:]]
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(todo), desc="storing waves", unit="utt", disable=not progress, file=sys.stderr)
+        bar = tqdm(total=len(todo), desc=desc, unit="utt", disable=not progress, file=sys.stderr)
         writer: _ShardWriter | None = None
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context()) if workers > 1 and len(todo) > 1 else None
         try:
-            results = (pool.map(_decode_one, todo, chunksize=max(1, min(16, len(todo) // (workers * 8))))
-                       if pool else map(_decode_one, todo))
+            results = (pool.map(kind.produce, todo, chunksize=max(1, min(16, len(todo) // (workers * 8))))
+                       if pool else map(kind.produce, todo))
             for relpath, q, reason in results:
                 if writer is None:
-                    writer = _ShardWriter(root, len(shards), dtype)
+                    writer = _ShardWriter(root, len(shards), kind.dtype, kind.row_shape)
                 writer.add(relpath, q, reason)
                 if q is None:
                     report.failed.append((relpath, reason))
                 else:
                     report.decoded += 1
-                if writer.n >= shard_samples:
-                    shards.append(writer.close(sr, dtype))
+                if writer.n >= shard_rows:
+                    shards.append(writer.close(kind.sr, kind.dtype, kind.extra))
                     report.shards_written += 1
                     writer = None
                 bar.update(1)
             if writer is not None and writer.n > 0:
-                shards.append(writer.close(sr, dtype))
+                shards.append(writer.close(kind.sr, kind.dtype, kind.extra))
                 report.shards_written += 1
                 writer = None
         finally:
@@ -306,57 +352,5 @@ def build_wave_store(
                 u = by_path[relpath]
                 rows.append((relpath, u.split, u.speaker, k, offset, length, digest))
         report.n_samples = sum(j["n_samples"] for j in shards)
-        _write_store(root, sr, dtype, manifest.speakers, shards, rows, shard)
+        _write_store(root, kind, manifest.speakers, shards, rows, shard)
     return report
-
-
-def merge_wave_stores(dest: str | os.PathLike, sources: Sequence[str | os.PathLike]) -> WaveStore:
-    """Combine the stores ``sources`` (e.g. the roots of ``--shard I/N`` builds) into a new store ``dest``.
-
-    Shards are hard-linked (copied across file systems) and checked against their sha256; indexes are
-    concatenated in source order and speakers united. Mismatched sr or dtype, or an utterance in two
-    sources, is a CacheError. ``dest`` must not already hold a finished store (leftovers of an
-    interrupted merge are removed).
-    """
-    dest = Path(dest)
-    if not sources:
-        raise CacheError("merge_wave_stores needs at least one source store", path=dest)
-    if (dest / HEADER_FILE).exists():
-        raise CacheError("destination already holds a wave store; merge into a new folder", path=dest)
-    stores = [WaveStore(s) for s in sources]
-    first = stores[0]
-    for s in stores[1:]:
-        if (s.sr, s.dtype) != (first.sr, first.dtype):
-            raise CacheError(f"cannot merge: store holds {s.sr} Hz {s.dtype}, {first.root} holds "
-                             f"{first.sr} Hz {first.dtype}", path=s.root)
-    dest.mkdir(parents=True, exist_ok=True)
-    _clean(dest, 0)
-    seen: dict[str, Path] = {}
-    shards, rows = [], []
-    for s in stores:
-        base = len(shards)
-        for k, name in enumerate(s.shard_files):
-            src, target = s.root / name, dest / shard_name(len(shards))
-            tmp = dest / f".{target.name}.merge.tmp"
-            tmp.unlink(missing_ok=True)
-            try:
-                os.link(src, tmp)
-            except OSError:
-                shutil.copyfile(src, tmp)
-            digest = file_sha256(tmp, "shard")
-            if digest != s._shard_sha[k]:
-                tmp.unlink(missing_ok=True)
-                raise CacheError("shard checksum mismatch (corrupt or tampered); not merged", path=src)
-            os.replace(tmp, target)
-            shards.append({"file": target.name, "n_samples": s._shard_sizes[k], "sha256": digest})
-        for i, relpath in enumerate(s.ids):
-            if relpath in seen:
-                raise CacheError(f"utterance {relpath!r} is in two sources ({seen[relpath]} and {s.root})",
-                                 path=s.root)
-            seen[relpath] = s.root
-            rows.append((relpath, s.splits[i], s.speaker(i), base + int(s._shard[i]), int(s._offset[i]),
-                         int(s.lengths[i]), s._sha[i]))
-    _fsync_dir(dest)
-    speakers = sorted(set().union(*(s.speakers for s in stores)))
-    _write_store(dest, first.sr, first.dtype, speakers, shards, rows, None)
-    return WaveStore(dest)

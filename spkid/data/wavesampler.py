@@ -309,19 +309,13 @@ def load_wave_set(root, split: str, *, feature_config: FeatureConfig | None = No
     left out. Features at the store's rate unless ``feature_config`` says otherwise (then it must match)."""
     from spkid.data.waves import WaveStore
 
-    store = WaveStore(root)
-    index = store.indices(split)
-    if not len(index):
+    store = WaveStore.open(root)
+    if not len(store.indices(split)):
         return None
     if feature_config is not None and feature_config.sr != store.sr:
         raise ConfigError(f"the feature config's sr={feature_config.sr} differs from the wave store's "
                           f"sr={store.sr} ({root}); rebuild the store with --sr {feature_config.sr}")
-    names = np.asarray(store.speakers, dtype=object)
-    if speakers == "all":
-        speakers = sorted(set(names[store.labels[index]]))
-    elif speakers is None:
-        speakers = sorted(set(names[store.labels[store.indices("train")]])) or list(store.speakers)
-    index = index[np.isin(names[store.labels[index]], list(speakers))]
+    index, speakers = store.select(split, speakers)
     if not len(index):
         return None
     return WaveSet(store, index, feature_config=feature_config, speakers=speakers)

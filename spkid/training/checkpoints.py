@@ -46,7 +46,7 @@ __all__ = [
 
 CHECKPOINT_FORMAT = 1
 # TrainConfig fields that may change between a run and its resumption.
-_RESUMABLE_CHANGES = ("epochs", "num_workers", "devices", "eval_batch_size", "grad_accumulation")
+_RESUMABLE_CHANGES = ("epochs", "max_steps", "num_workers", "devices", "eval_batch_size", "grad_accumulation")
 # What a checkpoint's spec and recipe mean today: read through their config classes, so fields added
 # since fill in at their defaults (a linear head, softmax, no waveform augmentation: what runs written
 # before them did) and fields withdrawn at their old defaults drop out (TrainConfig.from_dict).
@@ -180,7 +180,8 @@ def check_compatible(meta: dict, expected: dict, path: str | os.PathLike) -> Non
 
 def save_checkpoint(paths: RunPaths, meta: dict, save_state: Callable[[Path], None], suffix: str,
                      best: bool) -> None:
-    stem = f"epoch-{meta['epoch']:04d}"
+    # a run stopped by max_steps inside an epoch saves that step's state beside the epochs' ones
+    stem = f"step-{meta['step']:09d}" if meta.get("partial") else f"epoch-{meta['epoch']:04d}"
     state = atomic_write(paths.checkpoints / f"{stem}{suffix}", save_state)
     meta = {**meta, "weights": state.name, "sha256": sha256_file(state)}
     atomic_write_json(paths.checkpoints / f"{stem}.json", meta)
@@ -191,7 +192,7 @@ def save_checkpoint(paths: RunPaths, meta: dict, save_state: Callable[[Path], No
     for ref in (paths.best, paths.last):
         if ref.is_file():
             keep.add(Path(json.loads(ref.read_text(encoding="utf-8"))["weights"]).stem)
-    for f in paths.checkpoints.glob("epoch-*"):
+    for f in [*paths.checkpoints.glob("epoch-*"), *paths.checkpoints.glob("step-*")]:
         if f.stem not in keep:
             f.unlink(missing_ok=True)
 

@@ -41,6 +41,11 @@ class TrainConfig(StrictConfig):
     versions were withdrawn because only one benchmark honoured them; checkpoints that carry them at their
     old defaults still load.)
 
+    Long corpora: ``steps_per_epoch = S`` makes an epoch (one validation, checkpoint and scheduler step) S
+    optimizer steps of the endless stream of batches instead of one pass over the data; ``max_steps = N``
+    stops after N steps in all, mid-epoch if need be, with a checkpoint a later ``--resume`` (and a larger
+    or no ``max_steps``) continues from exactly there (:class:`spkid.data.sampler.EpochSteps`).
+
     Scale-out (``spkid.training.distributed``): ``batch_size`` is always the global batch of one optimizer step.
     ``devices="N"`` trains data-parallel on N devices (torch DistributedDataParallel under torchrun, keras
     MirroredStrategy); the batch is cut into ``N * grad_accumulation`` contiguous micro-batches, device
@@ -67,6 +72,8 @@ class TrainConfig(StrictConfig):
     momentum: float = 0.9  # sgd only
     weight_decay: float = 0.0  # decoupled (AdamW-style) in both backends
     epochs: int = 30
+    steps_per_epoch: int | None = None  # optimizer steps between validations / checkpoints (None: one pass)
+    max_steps: int | None = None  # stop after this many steps in all (a later --resume with more goes on)
     batch_size: int = 32
     crop_frames: int = 300
     crops_per_utterance: int = 1  # each utterance is cropped this many times per epoch
@@ -118,6 +125,9 @@ class TrainConfig(StrictConfig):
         for key in ("epochs", "batch_size", "crop_frames", "crops_per_utterance", "plateau_patience",
                     "window_frames", "hop_frames", "eval_batch_size"):
             need(getattr(self, key) >= 1, f"{key} must be >= 1, got {getattr(self, key)}")
+        for key in ("steps_per_epoch", "max_steps"):
+            v = getattr(self, key)
+            need(v is None or v >= 1, f"{key} must be None or >= 1, got {v}")
         need(self.warmup_epochs >= 0, f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
         need(0.0 < self.lr_factor < 1.0, f"lr_factor must be in (0, 1), got {self.lr_factor}")
         need(self.penalty_coef >= 0 and math.isfinite(self.penalty_coef),

@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable, Protocol, Sequence
 import numpy as np
 
 from spkid.data.featuresets import FeatureSet
-from spkid.data.sampler import TrainSampler
+from spkid.data.sampler import EpochSteps, TrainSampler
 from spkid.data.wavesampler import WaveSampler, make_sampler
 from spkid.errors import CheckpointError, ConfigError
 from spkid.features.config import FeatureConfig
@@ -170,6 +170,17 @@ class AdapterBase:
         return None
 
 
+def _save_partial(adapter, paths: RunPaths, base: dict, epoch: int, step: int, history: list, plateau: Plateau,
+                  best_key, partial: dict) -> None:
+    """Checkpoint a run stopped by ``max_steps`` inside 0-based ``epoch`` (as ``last``; also as ``best`` while
+    no epoch has finished), with the epoch's running sums so that a resume ends it as an unbroken run would."""
+    meta = {**base, "epoch": epoch, "step": step, "history": history, "plateau": plateau.to_dict(),
+            "best_key": best_key, "metrics": history[-1] if history else {}, "partial": partial}
+    if adapter.is_main:
+        save_checkpoint(paths, meta, adapter.save, adapter.suffix, best_key is None)
+    adapter.share(None)  # every rank waits for the checkpoint
+
+
 def run_training(adapter: Adapter, config: TrainConfig, train_set: FeatureSet, val_set: FeatureSet | None,
                  out_dir: str | os.PathLike, *, resume: bool = False, callbacks: Sequence[Callable] = (),
                  progress: bool = True) -> list[dict]:
@@ -203,7 +214,7 @@ def run_training(adapter: Adapter, config: TrainConfig, train_set: FeatureSet, v
     plateau = Plateau(lr=config.lr, patience=config.plateau_patience, factor=config.lr_factor, min_lr=config.min_lr)
     history: list[dict] = []
     best_key: list | None = None
-    start = 0
+    start, step, partial = 0, None, None
     if paths.last.is_file():
         if not resume:
             raise CheckpointError("run directory already holds a checkpoint; resume it or pick a new one",
@@ -215,20 +226,30 @@ def run_training(adapter: Adapter, config: TrainConfig, train_set: FeatureSet, v
             for tmp in paths.checkpoints.glob(".*.tmp"):
                 tmp.unlink(missing_ok=True)
         start, history, best_key = int(meta["epoch"]), list(meta["history"]), meta.get("best_key")
+        step, partial = meta.get("step"), meta.get("partial")
         plateau = Plateau.from_dict(meta["plateau"])
     sampler = make_sampler(train_set, config)
+    per_epoch = config.steps_per_epoch or len(sampler)
+    end = config.epochs * per_epoch if config.max_steps is None else min(config.epochs * per_epoch, config.max_steps)
+    step = start * per_epoch if step is None else int(step)
     rows = adapter.row_share()
     if rows is not None and isinstance(sampler, WaveSampler):
         sampler.only_rows(rows)  # augment and featurise this rank's share of each batch, not all of it
     scalar = adapter.summary_writer(paths.tensorboard) if main else None
     world, share = adapter.world, adapter.share
     for epoch in range(start, config.epochs):
+        first, last = max(epoch * per_epoch, step), min((epoch + 1) * per_epoch, end)
+        if first >= last:
+            break  # max_steps reached
         lr = plateau.lr_at(config, epoch)
         adapter.begin_epoch(epoch)
         totals: dict[str, float] = {}
         seen = steps = 0
+        if partial is not None and epoch == start:  # resumed inside this epoch: its running sums so far
+            totals, seen, steps = dict(partial["totals"]), int(partial["seen"]), int(partial["steps"])
         waited = 0.0  # seconds this process waited for the data pipeline's next batch
-        bar = tqdm(adapter.batches(sampler, epoch), total=len(sampler), disable=not progress, leave=False,
+        plan = EpochSteps(sampler, first, last)
+        bar = tqdm(adapter.batches(plan, epoch), total=len(plan), disable=not progress, leave=False,
                    desc=f"epoch {epoch + 1}/{config.epochs}")
         ready = time.perf_counter()
         for x, y in bar:
@@ -241,6 +262,14 @@ def run_training(adapter: Adapter, config: TrainConfig, train_set: FeatureSet, v
                     totals[k] = totals.get(k, 0.0) + float(v) * b
                 bar.set_postfix(loss=f"{totals['loss'] / seen:.3f}")
             ready = time.perf_counter()
+        step = last
+        if last < (epoch + 1) * per_epoch:  # stopped by max_steps inside the epoch: save exactly this step
+            _save_partial(adapter, paths, base, epoch, step, history, plateau, best_key,
+                          {"totals": totals, "seen": seen, "steps": steps})
+            if main:
+                print(f"stopped at step {step} (max_steps), inside epoch {epoch + 1}; --resume goes on from there",
+                      flush=True)
+            break
         row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, **{k: v / max(seen, 1) for k, v in totals.items()}}
         # The mean wait per step for the next batch (near 0 when the model, not the data pipeline, is the
         # bottleneck): printed and logged, but kept out of the history so that stays reproducible.
@@ -256,7 +285,7 @@ def run_training(adapter: Adapter, config: TrainConfig, train_set: FeatureSet, v
         is_best = best_key is None or key > best_key
         best_key = key if is_best else best_key
         history.append(row)
-        meta = {**base, "epoch": epoch + 1, "history": history, "plateau": plateau.to_dict(),
+        meta = {**base, "epoch": epoch + 1, "step": step, "history": history, "plateau": plateau.to_dict(),
                 "best_key": best_key, "metrics": row}
         if main:
             save_checkpoint(paths, meta, adapter.save, adapter.suffix, is_best)

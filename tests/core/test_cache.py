@@ -12,6 +12,7 @@ import time
 import numpy as np
 import pytest
 
+from spkid.data.featstore import FeatureStore
 from spkid.data.cache import FeatureCache, build_cache, entry_path, in_shard, merge_caches, verify_cache
 from spkid.features.config import FeatureConfig
 from spkid.errors import CacheError
@@ -136,7 +137,7 @@ def _prepare(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120)
 
 
-def test_prepare_command_writes_manifest_and_cache(fsdd_dir, tmp_path):
+def test_prepare_command_writes_manifest_and_feature_store(fsdd_dir, tmp_path):
     data = tmp_path / "fsdd"
     data.mkdir()
     for i in range(3, 7):
@@ -147,10 +148,11 @@ def test_prepare_command_writes_manifest_and_cache(fsdd_dir, tmp_path):
     first = _prepare(*args)
     assert first.returncode == 0, first.stderr
     assert "8 utterances from 2 speakers (train 4, val 0, test 4)" in first.stdout
-    assert "built 8, skipped 0" in first.stdout and (tmp_path / "m.txt").exists()
-    cache = FeatureCache(tmp_path / "cache", CONFIG.replace(n_mels=32))
-    assert len(cache) == 8 and cache.load(cache.utterances()[0]).shape[1] == 32
+    assert "decoded 8, reused 0" in first.stdout and (tmp_path / "m.txt").exists()
+    store = FeatureStore(tmp_path / "cache")
+    assert store.feature_config == CONFIG.replace(n_mels=32)
+    assert len(store) == 8 and store.read(0).shape[1] == 32 and store.verify() == 1
     second = _prepare(*args)
-    assert second.returncode == 0 and "read manifest" in second.stdout and "built 0, skipped 8" in second.stdout
+    assert second.returncode == 0 and "read manifest" in second.stdout and "decoded 0, reused 8" in second.stdout
     mismatch = _prepare(*[a if a != "32" else "24" for a in args])
     assert mismatch.returncode == 2 and "n_mels=32" in mismatch.stderr and "n_mels=24" in mismatch.stderr

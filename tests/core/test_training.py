@@ -260,3 +260,34 @@ def test_backends_satisfy_the_protocol_without_importing_their_framework():
                          cwd=Path(__file__).resolve().parents[2])
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "", f"a framework was imported: {out.stdout.strip()}"
+
+
+class _Counting(NumpyAdapter):
+    def build(self, config, spec, n_classes):
+        super().build(config, spec, n_classes)
+        self.seen = []
+
+    def train_step(self, x, y, lr):
+        self.seen.append((x.copy(), y.copy()))
+        return super().train_step(x, y, lr)
+
+
+@pytest.mark.parametrize("max_steps, per_epoch", [(1, None), (4, None), (5, 2), (7, 4)])
+def test_max_steps_trains_exactly_that_many_steps_and_resume_continues_the_stream(tmp_path, max_steps, per_epoch):
+    cfg = tiny_config(epochs=4, lr=0.5, steps_per_epoch=per_epoch, time_masks=1)  # 18 utts / 6: 3 steps a pass
+    whole = _Counting()
+    run_training(whole, cfg, blobs(), None, tmp_path / "w", progress=False)
+    assert len(whole.seen) == 4 * (per_epoch or 3)
+    first = _Counting()
+    run_training(first, cfg.replace(max_steps=max_steps), blobs(), None, tmp_path / "r", progress=False)
+    assert len(first.seen) == max_steps
+    rest = _Counting()
+    run_training(rest, cfg, blobs(), None, tmp_path / "r", resume=True, progress=False)
+    got = first.seen + rest.seen
+    assert len(got) == len(whole.seen)
+    for (x, y), (wx, wy) in zip(got, whole.seen):
+        np.testing.assert_array_equal(x, wx)
+        np.testing.assert_array_equal(y, wy)
+    wa = np.load(read_checkpoint(tmp_path / "w", prefer="last")[1])
+    wb = np.load(read_checkpoint(tmp_path / "r", prefer="last")[1])
+    np.testing.assert_array_equal(wa["w"], wb["w"])

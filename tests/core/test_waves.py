@@ -18,7 +18,8 @@ from spkid.audio.io import load_audio
 from spkid.data.layouts.registry import load_dataset
 from spkid.data.synthetic import make_corpus
 from spkid.data.waves import WaveStore, verify_wave_store
-from spkid.data.waves_build import build_wave_store, merge_wave_stores
+from spkid.data.store_merge import merge_wave_stores
+from spkid.data.waves_build import build_wave_store
 from spkid.errors import CacheError
 
 SHARD = 100_000  # ~6 s of audio: a dozen 1.5-3 s utterances make 4-5 shards
@@ -62,7 +63,9 @@ def test_round_trip_int16_and_float32(corpus, tmp_path):
 def test_random_slices_and_several_shards(corpus):
     store = WaveStore(corpus[0] / "full")
     assert len(store.shard_files) >= 3 and store.verify() == len(store.shard_files)
-    assert all(isinstance(store._map(k), np.memmap) for k in range(len(store.shard_files)))
+    for k in range(len(store.shard_files)):  # read-only views of a memory map, not copies
+        m = store._map(k)
+        assert isinstance(m.base, np.memmap) and not m.flags.owndata and not m.flags.writeable
     rng = np.random.default_rng(0)
     for _ in range(50):
         i = int(rng.integers(len(store)))
@@ -253,3 +256,23 @@ def test_reading_everything_stays_off_the_heap(tmp_path):
     finally:
         tracemalloc.stop()
     assert peak < size / 4, (peak, size)
+
+
+def test_an_index_written_with_str_digests_still_opens(corpus, tmp_path):
+    """Stores written before the digests became 64-byte ASCII held them as numpy str: still read alike."""
+    import hashlib
+    import shutil
+
+    base, _ = corpus
+    root = tmp_path / "old"
+    shutil.copytree(base / "full", root)
+    with np.load(root / "index.npz") as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    arrays["sha256"] = arrays["sha256"].astype(str)
+    with open(root / "index.npz", "wb") as fh:
+        np.savez(fh, **arrays)
+    header = json.loads((root / "waves.json").read_text())
+    header["index"]["sha256"] = hashlib.sha256((root / "index.npz").read_bytes()).hexdigest()
+    (root / "waves.json").write_text(json.dumps(header))
+    old, new = WaveStore(root), WaveStore(base / "full")
+    assert old.ids == new.ids and all(np.array_equal(old.read_checked(i), new.read(i)) for i in range(len(new)))

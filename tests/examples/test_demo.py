@@ -3,8 +3,8 @@
 Both runs are small but long enough to learn, so the tests check that the demo does what the README says
 it does: top-1 (classifier and nearest-centroid gallery) above chance by a margin of ``K_SE`` binomial
 standard errors of a chance-level guesser on the test clips -- a bar that guessing clears with
-probability below 1e-3 -- and that a second run reuses the corpus and the feature cache (the same files,
-untouched, and "built 0" in its log) while replacing the training run.
+probability below 1e-3 -- and that a second run reuses the corpus and the feature store (the same files,
+untouched, and "decoded 0" in its log) while replacing the training run.
 
 Measured (seed 0): synthetic 6 speakers x 20 clips, 10 epochs: top-1 0.72, gallery 0.84 on 25 test clips
 (bar 0.47; seed 1: 0.60 / 0.80); FSDD 4 speakers x 15 takes, keras, 8 epochs: top-1 1.0, gallery 1.0 on 20
@@ -40,9 +40,9 @@ def file_stamps(folder: Path, pattern: str = "*") -> dict[str, tuple[int, int, i
             for p in folder.rglob(pattern) if p.is_file()}
 
 
-def cache_entries(cache_dir: Path) -> dict[str, tuple[int, int, int]]:
-    """Stamps of the per-utterance entries (the files in subfolders; the top level holds bookkeeping)."""
-    return {k: v for k, v in file_stamps(cache_dir).items() if "/" in k}
+def store_shards(cache_dir: Path) -> dict[str, tuple[int, int, int]]:
+    """Stamps of the feature store's shards."""
+    return file_stamps(cache_dir, "shard-*.npy")
 
 
 def check_demo(out: Path, log: str, *, backend: str, n_speakers: int, epochs: int) -> dict:
@@ -102,22 +102,22 @@ def test_demo_synthetic_torch_learns_and_reuses_corpus_and_cache(tmp_path, capsy
     args = ["demo", "--out", str(out), "--speakers", "6", "--utterances", "20", "--no-progress"]
     assert main([*args, "--epochs", "10"]) == 0
     log = capsys.readouterr().out
-    assert "synthetic corpus: 6 speakers x 20 clips" in log and "built 120, skipped 0" in log
+    assert "synthetic corpus: 6 speakers x 20 clips" in log and "decoded 120, reused 0" in log
     metrics = check_demo(out, log, backend="torch", n_speakers=6, epochs=10)
     assert metrics["data"] == "synthetic-seed0-6x20"
     check_above_chance(metrics, 6)
 
     corpus = out / "corpus" / metrics["data"]
     cache = out / "cache" / metrics["data"]
-    wavs, entries = file_stamps(corpus, "*.wav"), cache_entries(cache)
-    assert len(wavs) == len(entries) == 120
+    wavs, shards = file_stamps(corpus, "*.wav"), store_shards(cache)
+    assert len(wavs) == 120 and len(shards) >= 1
 
     # a second run (one epoch, to be quick) reuses the corpus and the cache and replaces the run
     assert main([*args, "--epochs", "1"]) == 0
     log = capsys.readouterr().out
-    assert "built 0, skipped 120 (already valid), failed 0" in log
+    assert "decoded 0, reused 120 (from 1 kept shards), failed 0" in log
     assert file_stamps(corpus, "*.wav") == wavs  # not one clip re-synthesised
-    assert cache_entries(cache) == entries  # not one entry rewritten
+    assert store_shards(cache) == shards  # not one shard rewritten
     check_demo(out, log, backend="torch", n_speakers=6, epochs=1)  # the old 10-epoch run is gone
 
 

@@ -61,17 +61,17 @@ def score_line(log: str) -> tuple[float, float, int]:
 
 
 def check_training_run(out: Path, log: str, expected: set[tuple[str, str, str]], speakers: list[str]) -> None:
-    """The manifest is exactly ``expected``; the cache holds a finite (T, 40) entry for each of its
+    """The manifest is exactly ``expected``; the feature store holds finite (T, 40) frames for each of its
     utterances; the run has one epoch and a checkpoint of these speakers; the test line counts the
     manifest's test clips and (3 speakers) puts every clip's true speaker in its top 5."""
-    from spkid.data.cache import FeatureCache
+    from spkid.data.featstore import FeatureStore
 
     rows = manifest_rows(out / "manifest.txt")
     assert len(rows) == len(set(rows)) and set(rows) == expected
-    cache = FeatureCache(out / "cache")
-    assert sorted(u.path for u in cache.utterances()) == sorted(rel for _, _, rel in rows)
-    for u in cache.utterances():
-        feats = cache.load(u)
+    store = FeatureStore(out / "cache")
+    assert sorted(store.ids) == sorted(rel for _, _, rel in rows) and store.verify() >= 1
+    for i in range(len(store)):
+        feats = store.read(i)
         assert feats.ndim == 2 and feats.shape[1] == 40 and feats.shape[0] > 10 and np.isfinite(feats).all()
     check_history(out / "run", epochs=1)
     import json

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from spkid.data.cache import FeatureCache
+from spkid.data.featstore import FeatureStore
 from spkid.app.cli import main
 from tests.train_cases import blobs, tiny_config
 
@@ -55,14 +55,14 @@ def test_prepare_skips_bad_files_lists_them_and_succeeds(dataset, tmp_path, caps
             "--val-fraction", "0", "--test-fraction", "0", "--no-progress"]
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert f"built 4, skipped 0 (already valid), failed {len(bad)}" in out
+    assert f"decoded 4, reused 0 (from 0 kept shards), failed {len(bad)}" in out
     for rel, word in bad.items():
         line = next(ln for ln in out.splitlines() if ln.strip().startswith(f"failed: {rel}:"))
         assert word in line, line
-    assert sorted(u.path for u in FeatureCache(cache).utterances()) == sorted(
+    assert sorted(FeatureStore(cache).ids) == sorted(
         f"{s}/{n}" for s, names in GOOD.items() for n in names)
     assert main(args) == 0  # a rerun builds nothing new and reports the same failures
-    assert f"built 0, skipped 4 (already valid), failed {len(bad)}" in capsys.readouterr().out
+    assert f"decoded 0, reused 4 (from 1 kept shards), failed {len(bad)}" in capsys.readouterr().out
 
 
 def test_prepare_with_only_bad_files_exits_1(tmp_path, capsys):

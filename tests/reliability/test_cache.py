@@ -256,12 +256,28 @@ def test_prepare_exits_nonzero_only_when_nothing_usable(tmp_path):
     assert "failed 3" in out and "nothing usable" in out and "spk/0.wav" in out
 
 
+_LEGACY_BUILD = """
+import sys
+from spkid.data.cache import build_cache
+from spkid.data.manifest import read_manifest
+from spkid.features.config import FeatureConfig
+r = build_cache(read_manifest(sys.argv[1]), sys.argv[2], FeatureConfig(), workers=2, progress=False)
+print(r.summary())
+"""
+
+
+def _legacy_build(*args: str, **kw):
+    return subprocess.Popen([sys.executable, "-c", _LEGACY_BUILD, *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kw)
+
+
 def test_kill_9_midway_leaves_only_valid_entries(fsdd_dir, tmp_path):
+    """The older per-utterance cache (still built by build_cache, still read)."""
     full = load_dataset(fsdd_dir)
     manifest = Manifest(full.root, full.utterances[::15])  # 200 real files
     write_manifest(tmp_path / "m.txt", manifest)
-    args = ["x", "--manifest", str(tmp_path / "m.txt"), "--cache", str(tmp_path / "cache"), "--workers", "2"]
-    proc = _prepare(*args, start_new_session=True)
+    args = [str(tmp_path / "m.txt"), str(tmp_path / "cache")]
+    proc = _legacy_build(*args, start_new_session=True)
     entries = tmp_path / "cache" / "entries"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
@@ -276,7 +292,7 @@ def test_kill_9_midway_leaves_only_valid_entries(fsdd_dir, tmp_path):
     assert 10 <= len(done) < 200
     for name in done:  # no entry that exists is invalid
         assert load_entry(entries / name)["source"] == name[: -len(".pkl")]
-    rerun = _prepare(*args)
+    rerun = _legacy_build(*args)
     out, err = rerun.communicate(timeout=120)
     assert rerun.returncode == 0, err
     assert f"built {200 - len(done)}, skipped {len(done)} " in out

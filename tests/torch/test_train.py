@@ -25,6 +25,10 @@ def test_resume_equals_uninterrupted(tmp_path):
     cases.check_resume_equals_uninterrupted(BACKEND, tmp_path, weights_of)
 
 
+def test_max_steps_stops_exactly_and_resumes(tmp_path):
+    cases.check_max_steps_stops_exactly_and_resumes(BACKEND, tmp_path, weights_of)
+
+
 def test_evaluate_embed_and_embedder(tmp_path):
     cases.check_evaluate_embed_and_embedder(BACKEND, tmp_path)
 

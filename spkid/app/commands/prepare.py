@@ -1,6 +1,11 @@
 """``spkid prepare ROOT --cache DIR [--waves DIR]``: scan a dataset, write its manifest, build the
-feature cache and/or the waveform store (decoded and resampled audio in memory-mapped shards, for
-training with waveform augmentation: :mod:`spkid.data.waves`).
+feature store (log-mel frames in memory-mapped shards that training streams: :mod:`spkid.data.featstore`)
+and/or the waveform store (decoded and resampled audio in the same layout, for training with waveform
+augmentation: :mod:`spkid.data.waves`). Both resume after a crash and build ``--shard I/N`` parts that
+``spkid prepare --merge PART... --cache DIR`` (or ``--waves DIR``) combines.
+
+``spkid prepare OLD_CACHE --cache DIR`` converts a per-utterance cache folder of the older format
+(``cache.json`` + ``entries/``) into a feature store, without decoding audio again.
 
 Exit status is 0 when each store built holds at least one usable entry (failures are listed, not fatal),
 1 when nothing usable was produced.
@@ -13,7 +18,7 @@ from pathlib import Path
 from spkid.app.options import add_feature_arguments, add_progress_argument, feature_config_from_args
 
 NAME = "prepare"
-HELP = "Scan a dataset (VoxCeleb, VCTK, folders, file-name pattern, manifest) and build its feature cache."
+HELP = "Scan a dataset (VoxCeleb, VCTK, folders, file-name pattern, manifest) and build its feature store."
 _MAX_LISTED = 20
 
 
@@ -30,8 +35,9 @@ def _shard(text: str) -> tuple[int, int]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from spkid.data.layouts.registry import LAYOUTS
 
-    parser.add_argument("root", help="dataset folder (or a manifest file with --layout manifest)")
-    parser.add_argument("--cache", metavar="DIR", help="feature-cache folder to build or resume")
+    parser.add_argument("root", nargs="?", help="dataset folder (or a manifest file with --layout manifest, or an "
+                                                "older per-utterance cache folder to convert)")
+    parser.add_argument("--cache", metavar="DIR", help="feature-store folder to build or resume")
     parser.add_argument("--waves", metavar="DIR", help="waveform-store folder to build or resume (audio at --sr)")
     parser.add_argument("--layout", choices=LAYOUTS, default="auto", help="dataset layout (default: detect)")
     parser.add_argument("--manifest", metavar="FILE",
@@ -46,6 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seeded split: seed (default 0)")
     parser.add_argument("--workers", type=int, default=1, help="feature-extraction processes (default 1)")
     parser.add_argument("--shard", type=_shard, metavar="I/N", help="build only shard I of N (0 <= I < N)")
+    parser.add_argument("--merge", nargs="+", metavar="PART",
+                        help="combine the stores PART... (built with --shard) into --cache DIR or --waves DIR")
     add_progress_argument(parser)
     add_feature_arguments(parser)
 
@@ -69,15 +77,42 @@ def _load_manifest(args: argparse.Namespace):
     return manifest
 
 
+def _merge(args: argparse.Namespace) -> int:
+    from spkid.errors import ConfigError
+
+    if bool(args.cache) == bool(args.waves) or args.root:
+        raise ConfigError("spkid prepare --merge PART... takes one of --cache DIR or --waves DIR, and no ROOT")
+    if args.cache:
+        from spkid.data.featstore import merge_feature_stores
+
+        store = merge_feature_stores(args.cache, args.merge)
+    else:
+        from spkid.data.store_merge import merge_wave_stores
+
+        store = merge_wave_stores(args.waves, args.merge)
+    print(f"merged {len(args.merge)} parts: {store!r}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
-    from spkid.data.cache import build_cache
-    from spkid.errors import SplitError
+    from spkid.data.featstore import build_feature_store, convert_cache, is_legacy_cache
+    from spkid.errors import ConfigError, SplitError
     from spkid.data.splitting import check_closed_set
 
     if not (args.cache or args.waves):
-        from spkid.errors import ConfigError
-
-        raise ConfigError("spkid prepare needs --cache DIR (feature cache) and/or --waves DIR (waveform store)")
+        raise ConfigError("spkid prepare needs --cache DIR (feature store) and/or --waves DIR (waveform store)")
+    if args.merge:
+        return _merge(args)
+    if not args.root:
+        raise ConfigError("spkid prepare needs ROOT: a dataset folder, a manifest, or an older cache to convert")
+    if is_legacy_cache(args.root):
+        if args.waves or not args.cache:
+            raise ConfigError(f"{args.root} is an older feature cache: convert it with `spkid prepare {args.root} "
+                              f"--cache NEW` (audio for --waves comes from the dataset, not a cache)")
+        print(f"converting the per-utterance cache {args.root} into the feature store {args.cache}")
+        report = convert_cache(args.root, args.cache, workers=args.workers, progress=not args.no_progress)
+        _print_report(report)
+        return 0 if report.usable else 1
     config = feature_config_from_args(args)
     manifest = _load_manifest(args)
     print(manifest.summary())
@@ -90,9 +125,9 @@ def run(args: argparse.Namespace) -> int:
     shard = f" (shard {args.shard[0]}/{args.shard[1]})" if args.shard else ""
     reports = []
     if args.cache:
-        print(f"building {args.cache}{shard} with {config.describe()}")
-        reports.append(build_cache(manifest, args.cache, config, workers=args.workers, shard=args.shard,
-                                   progress=not args.no_progress))
+        print(f"building the feature store {args.cache}{shard} with {config.describe()}")
+        reports.append(build_feature_store(manifest, args.cache, config, workers=args.workers, shard=args.shard,
+                                           progress=not args.no_progress))
         _print_report(reports[-1])
     if args.waves:
         from spkid.data.waves_build import build_wave_store

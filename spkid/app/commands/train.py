@@ -7,7 +7,9 @@ relaunches this command under ``torch.distributed.run`` with N processes (or run
 Options come from a recipe YAML file (``--config``: TrainConfig fields, plus an optional ``features:``
 mapping of FeatureConfig fields, as ``benchmarks/recipes/*.yaml``) overridden by one ``--field`` flag per
 TrainConfig field (tuples and dicts as YAML, e.g. ``--gain-db "[-6, 6]"``, booleans as ``true``/``false``);
-the data come from ``--cache`` (built by ``spkid prepare``), ``--waves`` (a wave store: crops augmented,
+the data come from ``--cache`` (a feature store built by ``spkid prepare``, streamed: random crops read from
+its memory-mapped shards, nothing loaded whole; an older per-utterance cache is still read, into memory),
+``--waves`` (a wave store: crops augmented,
 then featurised while training) or ``--data`` (scanned and featurised now). The recipe's ``features:``
 (under ``--feature-config``'s fields) featurise ``--waves`` and ``--data``; a ``--cache`` must already
 hold such features, or the command says how to rebuild it. Both kinds of option are built by
@@ -35,6 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "mapping of FeatureConfig fields) from a YAML file")
     parser.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory (checkpoints, history)")
     parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR's last checkpoint")
+    parser.add_argument("--no-verify", action="store_true",
+                        help="skip re-hashing the store's shards before training (a tampered shard is refused)")
     add_progress_argument(parser)
     add_config_arguments(parser, TrainConfig, "training options (override --config)")
 
@@ -64,8 +68,26 @@ def _launch_torchrun(args: argparse.Namespace, config, features: dict, nproc: in
             recipe["features"] = features
         cfg.write_text(yaml.safe_dump(recipe), encoding="utf-8")
         argv = ["train", "--backend", "torch", "--out", str(args.out), "--config", str(cfg), *data_argv(args)]
-        argv += ["--resume"] * args.resume + ["--no-progress"] * args.no_progress
+        argv += ["--resume"] * args.resume + ["--no-progress"] * args.no_progress + ["--no-verify"] * args.no_verify
         return launch_torchrun(argv, nproc)
+
+
+def _verify_store(args: argparse.Namespace) -> None:
+    """Re-hash the shards of a ``--cache`` feature store or a ``--waves`` store (a CacheError names a damaged one)."""
+    import time
+
+    from spkid.data.featstore import FeatureStore, is_feature_store
+    from spkid.data.waves import WaveStore
+
+    if args.cache and is_feature_store(args.cache):
+        store = FeatureStore.open(args.cache)
+    elif getattr(args, "waves", None):
+        store = WaveStore.open(args.waves)
+    else:
+        return
+    t = time.perf_counter()
+    n = store.verify()
+    print(f"verified {n} shards of {store.root} in {time.perf_counter() - t:.1f} s")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -82,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
     backend = get_backend(args.backend)
     main = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 reports
     progress = not args.no_progress and main
+    if main and not args.no_verify:
+        _verify_store(args)
     train = load_split(args, "train", feature_overrides=features, progress=progress)
     if train is None:
         from spkid.errors import SplitError
