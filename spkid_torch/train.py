@@ -199,6 +199,9 @@ def _forward(model: torch.nn.Module, x: np.ndarray, lengths: np.ndarray | None) 
     model.eval()
     dev = next(model.parameters()).device
     lengths = None if lengths is None else torch.as_tensor(lengths, device=dev)
+    x = np.asarray(x)
+    if not x.flags.writeable:  # a read-only view of a feature store's map: torch wants memory it may write
+        x = x.copy()
     out = model(torch.as_tensor(x, device=dev), lengths)
     return {k: v.float().cpu().numpy() for k, v in out.items()}
 
