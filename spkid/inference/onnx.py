@@ -63,11 +63,13 @@ class OnnxEmbedder(Embedder):
     """An exported ``.onnx`` behind the :class:`~spkid.inference.base.Embedder` interface (onnxruntime, CPU).
 
     ``backend`` is ``"onnx"``; ``metadata["source_backend"]`` names the framework that trained it.
-    ``threads``: onnxruntime intra-op threads (None: its default). Sessions are safe to share between
-    threads (the HTTP service does).
+    ``threads``: onnxruntime intra-op threads (None: its default); ``spin=False`` lets its idle threads
+    sleep instead of spinning. Sessions are safe to share between threads (the HTTP service does, with
+    one thread a request and no spinning: requests then run side by side on the service's threads instead
+    of contending inside each one).
     """
 
-    def __init__(self, path: str | os.PathLike, *, threads: int | None = None):
+    def __init__(self, path: str | os.PathLike, *, threads: int | None = None, spin: bool = True):
         try:
             import onnxruntime as ort
         except ImportError:
@@ -79,6 +81,9 @@ class OnnxEmbedder(Embedder):
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = opts.inter_op_num_threads = int(threads)
+        if not spin:
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
         try:
             session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types for corrupt files

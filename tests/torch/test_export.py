@@ -80,6 +80,17 @@ def test_export_model_onnx_runs_without_torch_api(torch_run, tmp_path):
     assert [s for s, _ in emb.identify(feats, 2)[0]] == [s for s, _ in ref.identify(feats, 2)[0]]
 
 
+def test_serving_session_one_thread_no_spinning_answers_alike(torch_run, tmp_path):
+    """The service's ONNX session (one intra-op thread, idle threads sleep) gives the default session's numbers."""
+    path = export_model(torch_run, tmp_path / "m", "onnx")
+    feats = utterances()
+    served, plain = open_embedder(path, serving=True), open_embedder(path)
+    opts = served.model.get_session_options()
+    assert opts.intra_op_num_threads == 1
+    assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert max_diff(served.embed(feats), plain.embed(feats)) <= TOL
+
+
 def test_torchscript_save_reload(torch_run, tmp_path):
     path = export_model(torch_run, tmp_path / "m.pt", "torchscript")
     module, meta = load_torchscript(path)

@@ -69,7 +69,7 @@ def serve(model: str | os.PathLike, gallery: str | os.PathLike, *, host: str = "
             from werkzeug.serving import make_server
         except ImportError:
             raise BackendError("spkid serve needs Flask: pip install 'spkid[serve]'") from None
-        httpd = make_server(host, port, create_app(open_embedder(model), gallery, **options), threaded=True)
+        httpd = make_server(host, port, create_app(open_embedder(model, serving=True), gallery, **options), threaded=True)
         print(f"spkid serve: http://{host}:{httpd.server_port}/ (model {model}, gallery {gallery}; {auth})", flush=True)
         if ready is not None:
             ready(httpd)
@@ -105,7 +105,7 @@ def _gunicorn(model, gallery, options: dict, *, host: str, port: int, workers: i
     if is_lance_path(gallery):  # lance is not fork-safe (workers forked after it ran crashed): its json only
         _check_lance(model, gallery)
     else:
-        probe = create_app(open_embedder(model), gallery, **options).extensions["spkid"]["gallery"]
+        probe = create_app(open_embedder(model, serving=True), gallery, **options).extensions["spkid"]["gallery"]
         probe.close()
 
     def on_ready(arbiter):
@@ -122,7 +122,7 @@ def _gunicorn(model, gallery, options: dict, *, host: str, port: int, workers: i
                 self.cfg.set(key, value)
 
         def load(self):  # in each worker, after the fork
-            return create_app(open_embedder(model), gallery, **options)
+            return create_app(open_embedder(model, serving=True), gallery, **options)
 
     App().run()
     sys.exit(0)
