@@ -106,6 +106,7 @@ class Adapter(Protocol):
     is_main: bool  # this process writes checkpoints, logs and progress (known once ``build`` has run)
 
     def build(self, config: TrainConfig, spec: ModelSpec, n_classes: int) -> None: ...
+    # ``sampler``: the epoch's steps (an EpochSteps over the TrainSampler / WaveSampler), with its interface
     def batches(self, sampler: TrainSampler, epoch: int) -> Iterable[tuple[Any, Any]]: ...
     def begin_epoch(self, epoch: int) -> None: ...  # before the epoch's first step (e.g. its AAM margin)
     def train_step(self, x: Any, y: Any, lr: float) -> dict: ...  # loss, ce, penalty, acc (floats)

@@ -204,7 +204,7 @@ def test_gallery_of_another_feature_config_is_refused(tmp_path):
 
 
 def test_real_server_on_loopback(tmp_path, monkeypatch):
-    monkeypatch.setattr("spkid.inference.export.open_embedder", lambda path: MeanStdEmbedder())
+    monkeypatch.setattr("spkid.inference.export.open_embedder", lambda path, **kw: MeanStdEmbedder())
     box = {}
     ready = threading.Event()
 

@@ -121,7 +121,7 @@ LAUNCHER = """
 import sys
 import spkid.inference.export as export
 from tests.core.test_serve import MeanStdEmbedder
-export.open_embedder = lambda path: MeanStdEmbedder()
+export.open_embedder = lambda path, **kw: MeanStdEmbedder()
 from spkid.app.cli import main
 sys.exit(main(sys.argv[1:]))
 """
