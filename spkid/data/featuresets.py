@@ -135,7 +135,6 @@ def load_feature_set(split: str, *, cache=None, data=None, layout: str = "auto",
         if is_legacy_cache(cache) and progress:
             print(f"note: {cache} is a per-utterance cache of the older format, loaded whole into memory; "
                   f"`spkid prepare {cache} --cache NEW` converts it into a feature store that streams")
-    if cache:
         from spkid.data.cache import FeatureCache
 
         fc = FeatureCache(cache, config=feature_config)
@@ -184,12 +183,12 @@ def _from_store(split: str, root, feature_config: FeatureConfig | None, speakers
         raise CacheError(f"feature store holds {store.feature_config.describe()}, asked for "
                          f"{feature_config.describe()}", path=root)
     idx, names = store.select(split, speakers)
-    if len(idx) < len(store.indices(split)):
-        print(f"skipped {len(store.indices(split)) - len(idx)} utterances of {split} whose speakers are not "
-              f"among the {len(names)} known speakers")
-    who = store.utterance_speakers[idx]
+    skipped = len(store.indices(split)) - len(idx)
+    if skipped:
+        print(f"skipped {skipped} utterances of {split} whose speakers are not among the {len(names)} known speakers")
     if not len(idx):
         return None
+    who = store.utterance_speakers[idx]
     labels = np.searchsorted(np.asarray(sorted(names), dtype=str), who)
     order = np.argsort(np.asarray(names, dtype=str), kind="stable")
     labels = order[labels]  # position in ``names`` (sorted or not)

@@ -131,7 +131,7 @@ def _read_index(root: Path, header: dict) -> dict[str, np.ndarray]:
         want = "S" if k == "sha256" else "U" if k in ("relpath", "split", "speaker") else "i"
         if a.ndim != 1 or a.shape[0] != n or a.dtype.kind != want:
             raise CacheError(f"index field {k!r} has shape {a.shape} dtype {a.dtype}, expected ({n},) "
-                             f"{'str' if want == 'U' else 'int'}", path=path)
+                             f"{ {'S': 'hex digests', 'U': 'str', 'i': 'int'}[want] }", path=path)
     _check_index(arrays, header, path)
     return arrays
 
@@ -199,9 +199,9 @@ class WaveStore:
         self._shard = index["shard"].astype(np.int64)
         self._offset = index["offset"].astype(np.int64)
         self._sha = index["sha256"]  # S64 hex digests
-        for arr in (self.labels, self.lengths, self._shard, self._offset):
-            arr.setflags(write=False)
         self._split_arr = index["split"]
+        for arr in (self.labels, self.lengths, self._shard, self._offset, self._speaker_of, self._split_arr, self._sha):
+            arr.setflags(write=False)
         self._maps: dict[int, np.ndarray] = {}
         self._by_id: dict[str, int] | None = None
         for k, name in enumerate(self.shard_files):
@@ -263,7 +263,6 @@ class WaveStore:
     @property
     def utterance_speakers(self) -> np.ndarray:
         """The speaker id of each utterance, in store order (a read-only str array)."""
-        self._speaker_of.setflags(write=False)
         return self._speaker_of
 
     def speaker(self, i: int) -> str:
@@ -378,8 +377,8 @@ class WaveStore:
                 f"{self.n_samples / self.sr / 3600:.2f} h at {self.sr} Hz {self.dtype}, {len(self.shard_files)} shards)")
 
 
-def verify_wave_store(root: str | os.PathLike, cls: type = WaveStore) -> WaveStore:
-    """Open the store at ``root`` (a ``cls``) and re-hash every shard (:meth:`WaveStore.verify`); returns it."""
-    store = cls(root)
+def verify_wave_store(root: str | os.PathLike) -> WaveStore:
+    """Open the store at ``root`` and re-hash every shard (:meth:`WaveStore.verify`); returns the store."""
+    store = WaveStore(root)
     store.verify()
     return store

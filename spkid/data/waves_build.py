@@ -21,13 +21,12 @@ import dataclasses
 import hashlib
 import json
 import os
-import shutil
 import struct
 import sys
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 
@@ -130,8 +129,9 @@ def _fsync_dir(path: Path) -> None:
 class _ShardWriter:
     """Streams the utterances of one shard to a temporary file; :meth:`close` publishes it."""
 
-    def __init__(self, root: Path, number: int, dtype: str, row_shape: tuple = ()):
-        self.root, self.number, self.dtype, self.row_shape = root, number, DTYPES[dtype], tuple(row_shape)
+    def __init__(self, root: Path, number: int, kind: "StoreKind"):
+        self.root, self.number, self.kind = root, number, kind
+        self.dtype, self.row_shape = DTYPES[kind.dtype], tuple(kind.row_shape)
         fd, tmp = tempfile.mkstemp(prefix=f".{shard_name(number)}.", suffix=".tmp", dir=root)
         self.tmp, self.fh = Path(tmp), os.fdopen(fd, "wb")
         self.fh.write(b"\0" * _NPY_HEADER)
@@ -156,7 +156,7 @@ class _ShardWriter:
         self.fh.close()
         self.tmp.unlink(missing_ok=True)
 
-    def close(self, sr: int, dtype: str, extra: dict | None = None) -> dict:
+    def close(self) -> dict:
         self.fh.seek(0)
         self.fh.write(_npy_header(self.dtype, self.n, self.row_shape))
         self.fh.flush()
@@ -166,9 +166,9 @@ class _ShardWriter:
         os.umask(mask)
         os.chmod(self.tmp, 0o666 & ~mask)
         final = self.root / shard_name(self.number)
-        journal = {"format": _JOURNAL, "version": 1, "sr": sr, "dtype": dtype, "file": final.name,
+        journal = {"format": _JOURNAL, "version": 1, "sr": self.kind.sr, "dtype": self.kind.dtype, "file": final.name,
                    "n_samples": self.n, "sha256": file_sha256(self.tmp, "shard"), "consumed": self.consumed,
-                   "stored": self.stored, "failed": self.failed, "extra": extra}
+                   "stored": self.stored, "failed": self.failed, "extra": self.kind.extra}
         os.replace(self.tmp, final)
         _fsync_dir(self.root)
         atomic_write_text(_journal_path(self.root, self.number), json.dumps(journal) + "\n")
@@ -325,19 +325,19 @@ def build_store(manifest: Manifest, root: str | os.PathLike, kind: StoreKind, *,
                        if pool else map(kind.produce, todo))
             for relpath, q, reason in results:
                 if writer is None:
-                    writer = _ShardWriter(root, len(shards), kind.dtype, kind.row_shape)
+                    writer = _ShardWriter(root, len(shards), kind)
                 writer.add(relpath, q, reason)
                 if q is None:
                     report.failed.append((relpath, reason))
                 else:
                     report.decoded += 1
                 if writer.n >= shard_rows:
-                    shards.append(writer.close(kind.sr, kind.dtype, kind.extra))
+                    shards.append(writer.close())
                     report.shards_written += 1
                     writer = None
                 bar.update(1)
             if writer is not None and writer.n > 0:
-                shards.append(writer.close(kind.sr, kind.dtype, kind.extra))
+                shards.append(writer.close())
                 report.shards_written += 1
                 writer = None
         finally:

@@ -3,18 +3,13 @@ converted with one command, batches equal to the old cache's for a seed, crash-s
 kill -9, a tampered shard named, --shard parts merged. (Memory per process: tests/core/test_streaming.py.)"""
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
 
 from spkid.app.cli import main
 from spkid.data.cache import build_cache
-from spkid.data.featstore import FeatureStore, StoredFeatures, build_feature_store, convert_cache, merge_feature_stores
+from spkid.data.featstore import FeatureStore, StoredFeatures, build_feature_store, merge_feature_stores
 from spkid.data.featuresets import load_feature_set, split_holdout
 from spkid.data.layouts.registry import load_dataset
 from spkid.data.sampler import EpochSteps, TrainSampler, eval_pieces
@@ -23,6 +18,7 @@ from spkid.errors import CacheError
 from spkid.features.api import extract_features
 from spkid.features.config import FeatureConfig
 from spkid.training.config import TrainConfig
+from tests.store_support import kill_after_first_shard
 
 CONFIG = FeatureConfig(sr=8000, n_fft=256, n_mels=24)
 ROWS = 400  # frames a shard: the corpus makes several shards
@@ -122,13 +118,7 @@ fs.build_feature_store(m, sys.argv[2], FeatureConfig(sr=8000, n_fft=256, n_mels=
 def test_a_build_killed_midway_resumes_and_verifies(corpus, tmp_path):
     base, manifest = corpus
     root = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-c", _KILLED, str(base / "corpus"), str(root), str(ROWS)])
-    journal = root / ".build" / "shard-00000.json"
-    deadline = time.time() + 60
-    while not journal.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    journal = kill_after_first_shard(_KILLED, [base / "corpus", root, ROWS], root)
     assert journal.exists() and not (root / "features.json").exists()
     with pytest.raises(CacheError, match="not a feature store"):
         FeatureStore(root)

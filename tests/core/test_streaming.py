@@ -13,7 +13,7 @@ import pytest
 
 from spkid.data.featstore import FeatureStore, feature_kind
 from spkid.data.manifest import Manifest, Utterance
-from spkid.data.waves_build import StoreKind, build_store
+from spkid.data.waves_build import build_store
 from spkid.features.config import FeatureConfig
 
 N_UTT, FRAMES = 1500, 500  # 1500 x 500 x 40 float32 = 120 MB
@@ -29,8 +29,7 @@ def _frames(job):
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     root = tmp_path_factory.mktemp("stream") / "store"
-    base = feature_kind(FeatureConfig())
-    kind = StoreKind(base.cls, base.sr, base.dtype, _frames, base.params, base.row_shape, base.extra)
+    kind = feature_kind(FeatureConfig(), produce=_frames)
     utts = [Utterance(f"spk{j % 20:02d}/{j:05d}.wav", f"spk{j % 20:02d}", "val" if j % 7 == 0 else "train")
             for j in range(N_UTT)]
     build_store(Manifest("/nonexistent", utts), root, kind)

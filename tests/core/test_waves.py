@@ -3,10 +3,6 @@ resumption, checksums, --shard builds merged, bad audio skipped, and reads that 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 import tracemalloc
 from pathlib import Path
@@ -21,6 +17,7 @@ from spkid.data.waves import WaveStore, verify_wave_store
 from spkid.data.store_merge import merge_wave_stores
 from spkid.data.waves_build import build_wave_store
 from spkid.errors import CacheError
+from tests.store_support import kill_after_first_shard
 
 SHARD = 100_000  # ~6 s of audio: a dozen 1.5-3 s utterances make 4-5 shards
 
@@ -123,13 +120,7 @@ wb.build_wave_store(m, sys.argv[2], shard_samples=int(sys.argv[3]))
 def test_resume_after_kill_9(corpus, tmp_path):
     base, manifest = corpus
     root = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-c", _KILLED_BUILD, str(base / "corpus"), str(root), str(SHARD)])
-    journal = root / ".build" / "shard-00000.json"
-    deadline = time.time() + 30
-    while not journal.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    journal = kill_after_first_shard(_KILLED_BUILD, [base / "corpus", root, SHARD], root, wait_s=30)
     assert journal.exists() and not (root / "waves.json").exists()
     before = _stats(root)
     report = build_wave_store(manifest, root, shard_samples=SHARD)
