@@ -80,6 +80,17 @@ def data_root(script: str, data: Path, name: str) -> Path | None:
     return None
 
 
+def load_model(path, protocol: str = "libri251"):
+    """The embedder of ``path`` (run directory, checkpoint or .onnx), with a note when its features are not
+    the ones this script uses for ``protocol`` (the figures then are not comparable)."""
+    from spkid.inference.embedder import load_embedder
+
+    embedder = load_embedder(path)
+    if embedder.feature_config != FEATURES[protocol]:
+        print(f"note: {path}: its features differ from accuracy.py's {protocol} features: {embedder.feature_config}")
+    return embedder
+
+
 def fsdd_parts(root: Path, sr: int) -> tuple[tuple, dict]:
     """(speakers, {"train": takes 5-49, "test": takes 0-4}) of the fsdd protocol, each a list of
     ``(waveform at sr, label, file name)``."""

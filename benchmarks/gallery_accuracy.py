@@ -27,11 +27,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from accuracy import DATA, FEATURES, libri_sets  # noqa: E402  (puts the repo on sys.path too)
+from accuracy import DATA, libri_sets, load_model  # noqa: E402  (puts the repo on sys.path too)
 
 from spkid.search.gallery import Gallery  # noqa: E402
 from spkid.training.evaluation import average_posteriors  # noqa: E402
-from spkid.inference.embedder import load_embedder
 from spkid.metrics import compute_eer, topk_accuracy  # noqa: E402
 
 
@@ -69,13 +68,11 @@ def main(argv=None) -> int:
     ap.add_argument("--data", type=Path, default=DATA)
     args = ap.parse_args(argv)
 
-    embedders = [load_embedder(m) for m in args.model]
+    embedders = [load_model(m) for m in args.model]
     fc = embedders[0].feature_config
     for m, e in zip(args.model[1:], embedders[1:]):
         if e.feature_config != fc:
             ap.error(f"{m}: its features {e.feature_config} differ from {args.model[0]}'s {fc}")
-    if fc != FEATURES["libri251"]:
-        print(f"note: the model's features differ from accuracy.py's libri251 features: {fc}")
     t0 = time.perf_counter()
     config = embedders[0].config
     train, _, test = libri_sets(args.data / "librispeech-251", fc, config, val_seconds=0.0)

@@ -38,13 +38,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from accuracy import DATA, FEATURES, data_root, feature_set, protocol_parts  # noqa: E402  (puts the repo on sys.path)
+from accuracy import DATA, data_root, feature_set, load_model, protocol_parts  # noqa: E402  (puts the repo on sys.path)
 from gallery_accuracy import gallery_of, topk  # noqa: E402
 
 from degrade import CONDITIONS, degrade  # noqa: E402
 from spkid.data.featuresets import FeatureSet  # noqa: E402
 from spkid.features.api import fbank_from_config  # noqa: E402
-from spkid.inference.embedder import load_embedder  # noqa: E402
 
 ROOT = {"libri251": "librispeech-251", "fsdd": "fsdd"}
 UNIT = {"libri251": "segments", "fsdd": "files"}
@@ -122,10 +121,7 @@ def main(argv=None) -> int:
     cache: dict = {}
     summary = None
     for path in args.model:
-        embedder = load_embedder(path)
-        fc = embedder.feature_config
-        if fc != FEATURES[args.protocol]:
-            print(f"note: {path}: its features differ from accuracy.py's {args.protocol} features: {fc}")
+        embedder = load_model(path, args.protocol)
         t0 = time.perf_counter()
         rows, (n, n_test, n_train) = evaluate(embedder, args.protocol, root, args.window, args.seed, args.limit, cache,
                                               args.query_seconds)

@@ -23,6 +23,7 @@ the fbank computed on the fly), page cache warm.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -83,7 +84,7 @@ def build(root: Path, n: int, kind: str = "features") -> tuple[Path, float]:
     """The store of ``n`` utterances under ``root`` (built now unless already there); (path, build seconds)."""
     from spkid.data.featstore import FeatureStore, feature_kind
     from spkid.data.waves import WaveStore
-    from spkid.data.waves_build import StoreKind, build_store
+    from spkid.data.waves_build import build_store, wave_kind
     from spkid.features.config import FeatureConfig
 
     path = root / f"{kind}-{n}"
@@ -94,10 +95,9 @@ def build(root: Path, n: int, kind: str = "features") -> tuple[Path, float]:
         _pool(kind)
     config = FeatureConfig()
     if kind == "features":
-        base = feature_kind(config)
-        store_kind = StoreKind(base.cls, base.sr, base.dtype, _slice, (100, "float32"), base.row_shape, base.extra)
+        store_kind = dataclasses.replace(feature_kind(config), produce=_slice, params=(100, "float32"))
     else:
-        store_kind = StoreKind(WaveStore, 16000, "int16", _slice, (16000, "int16"))
+        store_kind = dataclasses.replace(wave_kind(16000, "int16"), produce=_slice, params=(16000, "int16"))
     t = time.perf_counter()
     build_store(_manifest(n), path, store_kind, progress=sys.stderr.isatty())
     return path, time.perf_counter() - t

@@ -38,13 +38,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from accuracy import DATA, FEATURES, data_root, libri_sets  # noqa: E402  (puts the repo on sys.path too)
+from accuracy import DATA, data_root, libri_sets, load_model  # noqa: E402  (puts the repo on sys.path too)
 from gallery_accuracy import gallery_of  # noqa: E402
 
 from spkid.audio.io import load_audio  # noqa: E402
 from spkid.data.featuresets import FeatureSet  # noqa: E402
 from spkid.features.api import fbank_from_config  # noqa: E402
-from spkid.inference.embedder import load_embedder  # noqa: E402
 from spkid.metrics import compute_eer  # noqa: E402
 from spkid.search.timeline import TimelineConfig, timeline_of_blocks  # noqa: E402
 
@@ -131,10 +130,8 @@ def main(argv=None) -> int:
     root = data_root("timeline.py", args.data, "librispeech-251")
     if root is None:
         return 2
-    embedder = load_embedder(args.model)
+    embedder = load_model(args.model)
     fc = embedder.feature_config
-    if fc != FEATURES["libri251"]:
-        print(f"note: the model's features differ from accuracy.py's libri251 features: {fc}")
     t0 = time.perf_counter()
     train, val, _ = libri_sets(root, fc, embedder.config, val_seconds=1.5)
     speakers = list(train.speakers)

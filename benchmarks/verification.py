@@ -31,11 +31,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from accuracy import DATA, FEATURES, data_root, libri_parts, libri_sets  # noqa: E402  (puts the repo on sys.path too)
+from accuracy import DATA, data_root, libri_parts, libri_sets, load_model  # noqa: E402  (puts the repo on sys.path too)
 from gallery_accuracy import windows  # noqa: E402
 
 from spkid.features.api import fbank_from_config  # noqa: E402
-from spkid.inference.embedder import load_embedder  # noqa: E402
 from spkid.metrics import compute_eer, compute_min_dcf, det_curve  # noqa: E402
 from spkid.search.scoring import normalize_trials  # noqa: E402
 
@@ -94,9 +93,7 @@ def main(argv=None) -> int:
     root = data_root("verification.py", args.data, "librispeech-251")
     if root is None:
         return 2
-    embedder = load_embedder(args.model)
-    if embedder.feature_config != FEATURES["libri251"]:
-        print(f"note: the model's features differ from accuracy.py's libri251 features: {embedder.feature_config}")
+    embedder = load_model(args.model)
     t0 = time.perf_counter()
     emb, spk, _ = pieces(embedder, root)
     cohort, cohort_spk = cohort_of(embedder, root, args.window)
