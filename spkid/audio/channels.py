@@ -33,6 +33,10 @@ __all__ = ["bandpass", "telephone", "mu_law", "equalize", "random_eq", "gain", "
 
 def _as_wave(y: object, name: str = "y") -> np.ndarray:
     """``y`` as a finite, non-empty 1-D float32 array (no copy when it already is one); AudioError otherwise."""
+    if type(y) is np.ndarray and y.dtype == np.float32 and y.ndim == 1 and y.size:  # the hot path
+        if not np.isfinite(y).all():
+            raise AudioError(f"{name} contains NaN or Inf samples")
+        return y
     a = np.asarray(y)
     if a.ndim != 1 or a.size == 0:
         raise AudioError(f"{name} must be a non-empty 1-D mono waveform (n,), got shape {a.shape}")

@@ -46,11 +46,11 @@ def colored_noise(n: int, rng: np.random.Generator, color: str | float = "white"
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
         raise ConfigError(f"colored_noise: n must be a positive integer, got {n!r}")
     alpha = _alpha(color)
-    w = rng.standard_normal(int(n))
-    if alpha != 0.0 and n > 2:  # shaped in float32 (the draws stay float64): ~1e-7 relative
-        w = scipy.fft.irfft(scipy.fft.rfft(w.astype(np.float32)) * _shape(int(n), alpha), n=int(n))
-    rms = np.sqrt(np.mean(np.square(w, dtype=np.float64)))
-    return (w / rms if rms > 0 else w).astype(np.float32)
+    w = rng.standard_normal(int(n)).astype(np.float32)  # drawn in float64, shaped in float32: ~1e-7 relative
+    if alpha != 0.0 and n > 2:
+        w = scipy.fft.irfft(scipy.fft.rfft(w) * _shape(int(n), alpha), n=int(n))
+    rms = np.float32(np.sqrt(np.mean(np.square(w, dtype=np.float64))))
+    return w / rms if rms > 0 else w
 
 
 @functools.lru_cache(maxsize=16)
@@ -70,6 +70,10 @@ def fit_to_length(noise: np.ndarray, n: int, rng: np.random.Generator | None = N
     noise = _as_wave(noise, "noise")
     m = len(noise)
     start = 0 if rng is None else int(_check_rng(rng).integers(0, m))
+    if start + n <= m:
+        return noise[start:start + n].copy()
+    if n <= m:  # the tail, then the head: np.tile's samples without the tiled copy
+        return np.concatenate([noise[start:], noise[:start + n - m]])
     reps = -(-(start + n) // m)
     return np.tile(noise, reps)[start:start + n]
 
