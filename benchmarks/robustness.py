@@ -42,19 +42,46 @@ from accuracy import DATA, data_root, feature_set, load_model, protocol_parts  #
 from gallery_accuracy import gallery_of, topk  # noqa: E402
 
 from degrade import CONDITIONS, degrade  # noqa: E402
+from spkid._strict import load_yaml_config  # noqa: E402
+from spkid.audio.augment import AugmentConfig, Augmenter  # noqa: E402
 from spkid.data.featuresets import FeatureSet  # noqa: E402
 from spkid.features.api import fbank_from_config  # noqa: E402
 
 ROOT = {"libri251": "librispeech-251", "fsdd": "fsdd"}
+ROBUST_RECIPE = Path(__file__).resolve().parent / "recipes" / "libri251_robust.yaml"
+ENROL_TAG = 0x454E52  # "ENR": augmented enrolment copies draw from [seed, ENROL_TAG, recording, copy]
 UNIT = {"libri251": "segments", "fsdd": "files"}
 
 
 def load_protocol(protocol: str, root: Path, fc, config):
-    """(enrolment FeatureSet, test FeatureSet, test waveforms at ``fc.sr``), the test in protocol order."""
+    """(enrolment FeatureSet, test FeatureSet, test waveforms, enrolment waveforms), at ``fc.sr``, in
+    protocol order."""
     # nothing held out for validation: libri251's whole 70% part enrols (as gallery_accuracy.py), fsdd's takes 5-49
     speakers, parts = protocol_parts(protocol, root, fc, dataclasses.replace(config, val_fraction=0.0), 0.0)
     train, test = feature_set(parts["train"], speakers, fc), feature_set(parts["test"], speakers, fc)
-    return train, test, [y for y, _, _ in parts["test"]]
+    return train, test, [y for y, _, _ in parts["test"]], [y for y, _, _ in parts["train"]]
+
+
+def enrolment_copies(train: FeatureSet, waves, copies: int, fc, config, seed: int) -> FeatureSet:
+    """``train`` plus ``copies`` augmented copies of each enrolment recording (multi-condition enrolment):
+    the model's own training augmentation (``config.waveform_augment``, else libri251_robust.yaml's), copy
+    ``k`` of recording ``i`` drawn from ``default_rng([seed, ENROL_TAG, i, k])``, babble from the other
+    speakers' enrolment audio. Test audio is never read."""
+    aug_config = config.waveform_augment
+    if not aug_config.enabled:
+        aug_config = AugmentConfig.from_dict(load_yaml_config(ROBUST_RECIPE)["waveform_augment"])
+    augmenter = Augmenter(aug_config, sr=fc.sr)
+    labels = np.asarray(train.labels)
+    feats, labs, ids = list(train.features), list(labels), list(train.ids)
+    for i, y in enumerate(waves):
+        others = np.flatnonzero(labels != labels[i])
+        for k in range(copies):
+            rng = np.random.default_rng([seed, ENROL_TAG, i, k])
+            pool = [waves[int(j)] for j in rng.choice(others, size=min(5, len(others)), replace=False)]
+            feats.append(fbank_from_config(augmenter(y, rng, babble_pool=pool), fc))
+            labs.append(labels[i])
+            ids.append(f"{train.ids[i]}~{k}")
+    return FeatureSet(feats, np.asarray(labs), train.speakers, fc, ids)
 
 
 def degraded_features(cond: int, test: FeatureSet, waves, n: int, fc, seed: int) -> list[np.ndarray]:
@@ -66,14 +93,17 @@ def degraded_features(cond: int, test: FeatureSet, waves, n: int, fc, seed: int)
 
 
 def evaluate(embedder, protocol: str, root: Path, window: float, seed: int, limit: int | None, cache: dict,
-             query_seconds: float | None = None):
+             query_seconds: float | None = None, enrol_copies: int = 0):
     """{condition name: (gallery top-1, head top-1 or None)} for one model, and (n used, n test).
-    ``query_seconds``: each query is the first that many seconds of its test segment (degraded after the cut)."""
+    ``query_seconds``: each query is the first that many seconds of its test segment (degraded after the cut).
+    ``enrol_copies``: enrol each speaker from its clean audio and that many augmented copies of it."""
     fc = embedder.feature_config
     key = (protocol, fc.to_json())
     if key not in cache:
         cache[key] = load_protocol(protocol, root, fc, embedder.config)
-    train, test, waves = cache[key]
+    train, test, waves, train_waves = cache[key]
+    if enrol_copies:
+        train = enrolment_copies(train, train_waves, enrol_copies, fc, embedder.config, seed)
     if query_seconds is not None:
         waves = [y[: int(round(query_seconds * fc.sr))] for y in waves]
         test = feature_set([(y, lab, ident) for y, lab, ident in zip(waves, test.labels, test.ids)], test.speakers, fc)
@@ -108,8 +138,13 @@ def main(argv=None) -> int:
     ap.add_argument("--window", type=float, default=3.0, help="enrolment window in seconds (default: 3)")
     ap.add_argument("--query-seconds", type=float, metavar="S",
                     help="identify the first S seconds of each test segment only (short queries; default: all)")
+    ap.add_argument("--enrol-copies", type=int, default=0, metavar="K",
+                    help="also enrol K augmented copies of each enrolment recording (multi-condition enrolment, "
+                         "the model's training augmentation; default 0: clean enrolment only)")
     ap.add_argument("--data", type=Path, default=DATA)
     args = ap.parse_args(argv)
+    if args.enrol_copies < 0:
+        ap.error("--enrol-copies must be >= 0")
     if args.limit is not None and args.limit < 1:
         ap.error("--limit must be at least 1")
     if args.query_seconds is not None and not args.query_seconds > 0.05:
@@ -124,11 +159,12 @@ def main(argv=None) -> int:
         embedder = load_model(path, args.protocol)
         t0 = time.perf_counter()
         rows, (n, n_test, n_train) = evaluate(embedder, args.protocol, root, args.window, args.seed, args.limit, cache,
-                                              args.query_seconds)
+                                              args.query_seconds, args.enrol_copies)
         clean_g, clean_h = rows["clean"]
         print(f"model {path} ({embedder.backend} {embedder.model_name}, {len(embedder.speakers)} training speakers): "
               f"{args.protocol}, {n_train} enrolment items, {n} of {n_test} test {UNIT[args.protocol]}, "
               f"{'' if args.query_seconds is None else f'first {args.query_seconds:g} s of each, '}"
+              f"{f'{args.enrol_copies} augmented enrolment copies, ' if args.enrol_copies else ''}"
               f"seed {args.seed}, {time.perf_counter() - t0:.1f} s")
         print(f"  {'condition':<24} {'gallery top-1':>13} {'drop':>7}  {'head top-1':>10} {'drop':>7}")
         for name, (g1, h1) in rows.items():
