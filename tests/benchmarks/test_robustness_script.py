@@ -14,6 +14,7 @@ import re
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("torch")
@@ -76,6 +77,20 @@ def test_robustness_table(libri_dir: Path, tmp_path: Path, capsys):
     short = _main(capsys, "robustness", *args, "--query-seconds", 1.0)
     assert "6 of 6 test segments, first 1 s of each, seed 0" in short[0], short[0]
     assert [ROW.fullmatch(line) is not None for line in short] == [ROW.fullmatch(line) is not None for line in lines]
+
+    # multi-condition enrolment: each of the 6 enrolment recordings plus one augmented copy, drawn from its
+    # own generator (the same copies twice), the test rows still all there
+    enrolled = _main(capsys, "robustness", *args, "--enrol-copies", 1)
+    assert "12 enrolment items" in enrolled[0] and "1 augmented enrolment copies" in enrolled[0], enrolled[0]
+    assert [ROW.fullmatch(line) is not None for line in enrolled] == [ROW.fullmatch(line) is not None for line in lines]
+    embedder = robustness.load_model(run, "libri251")
+    train, _, _, train_waves = robustness.load_protocol("libri251", data / "librispeech-251", embedder.feature_config,
+                                                        embedder.config)
+    a, b = (robustness.enrolment_copies(train, train_waves, 2, embedder.feature_config, embedder.config, 0)
+            for _ in range(2))
+    assert len(a) == 3 * len(train) and list(a.labels[len(train):]) == [lab for lab in train.labels for _ in range(2)]
+    assert all(np.array_equal(x, y) for x, y in zip(a.features, b.features))
+    assert not np.array_equal(a.features[len(train)], train.features[0])
 
 
 def test_robustness_without_data_exits_2(tmp_path: Path, capsys):
