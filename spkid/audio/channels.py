@@ -4,7 +4,8 @@ Part of spkid's on-the-fly waveform augmentation (:mod:`spkid.audio.augment`). E
 float32 waveform ``y`` of shape ``(n,)`` at ``sr`` Hz and returns float32; all but :func:`speed_perturb`
 keep the length ``n`` and add no delay (zero-phase filters).
 
-- :func:`bandpass`: Butterworth band-pass run forwards and backwards (``scipy.signal.sosfiltfilt``), so the
+- :func:`bandpass`: Butterworth band-pass run forwards and backwards (``scipy.signal.sosfiltfilt``'s
+  algorithm, with a cheaper design and initial state: :func:`_butter_sos`, :func:`_sos_zi`), so the
   magnitude response is squared and the phase is zero.
 - :func:`telephone`: the narrow-band telephone channel -- 300-3400 Hz band-pass (ITU-T G.712's pass band),
   resampling to 8 kHz and back with :func:`spkid.audio.io.resample` (libsoxr), and optionally 8-bit mu-law
