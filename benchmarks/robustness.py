@@ -21,7 +21,8 @@ model's own ``feature_config`` (at its rate); the clean row uses the very featur
 Identification, as ``gallery_accuracy.py`` does (its functions): every speaker enrolled in a gallery from
 its clean training audio (the whole 70% part for libri251, every take 5-49 for fsdd) in ``--window``-second
 windows, each query labelled by cosine similarity to the centroids; and the classifier head's top-1 (n/a when
-the model was trained on other speakers). Several ``--model`` are evaluated separately, one block each.
+the model was trained on other speakers). ``--enrol-copies K`` also enrols K augmented copies of each
+enrolment recording (:func:`enrolment_copies`). Several ``--model`` are evaluated separately, one block each.
 Printed per model: condition x (gallery top-1, drop, head top-1, drop), the drops in points below clean.
 The last line, for the first model, is ``clean_gallery_top1=<percent> worst_drop=<points>`` (the largest
 gallery drop over the degraded conditions).
