@@ -117,9 +117,6 @@ class StoredFeatures(Sequence):
     def subset(self, index: Sequence[int]) -> "StoredFeatures":
         return StoredFeatures(self.store, self.index[np.asarray(index, dtype=np.int64)])
 
-    def __getstate__(self) -> dict:
-        return self.__dict__
-
     def __repr__(self) -> str:
         return f"StoredFeatures({len(self)} utterances of {self.store!r})"
 

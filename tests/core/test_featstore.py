@@ -47,6 +47,19 @@ def test_frames_are_the_features_and_views_copy_nothing(corpus):
         np.testing.assert_array_equal(store.read(i, 3, 5), want[3:8])
 
 
+def test_stored_features_pickle_without_the_maps(corpus):
+    """A spawned loader worker gets the index, not the parent's memory maps: it maps the shards itself."""
+    import pickle
+
+    base, _ = corpus
+    seq = StoredFeatures(FeatureStore(base / "store"), [4, 0, 2])
+    before = [np.array(x) for x in seq]  # maps the shards in this process
+    assert seq.store._maps
+    copy = pickle.loads(pickle.dumps(seq))
+    assert copy.store._maps == {} and np.array_equal(copy.index, seq.index)
+    assert all(np.array_equal(x, y) for x, y in zip(copy, before))
+
+
 def test_old_cache_converts_with_one_command_and_loads_alike(corpus, tmp_path):
     base, manifest = corpus
     assert main(["prepare", str(base / "old"), "--cache", str(tmp_path / "new"), "--no-progress"]) == 0
